@@ -1,0 +1,153 @@
+// Package mutexreg is the seed's design in Go: one sync.Mutex around a plain
+// map, held for every operation, snapshot and sort included. It has the
+// Registry's method set and semantics and is written to be obviously
+// correct, not fast.
+//
+// It serves twice: as the reference model that tests and fuzzers compare
+// the registry with, and as the baseline of the benchmarks.
+package mutexreg
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/seed351623e9/presence"
+	"github.com/seed351623e9/presence/internal/nanotime"
+)
+
+type entry struct {
+	registered int64
+	hb         int64
+	leases     uint32
+}
+
+// Registry is the mutex-guarded reference registry.
+type Registry struct {
+	mu  sync.Mutex
+	m   map[presence.Key]entry
+	max int
+}
+
+// New returns an empty Registry limited to max consumers; max <= 0 means no
+// limit.
+func New(max int) *Registry {
+	return &Registry{m: make(map[presence.Key]entry), max: max}
+}
+
+// clone copies k's strings, as the registry does, so that the map never
+// holds a caller's memory.
+func clone(k presence.Key) presence.Key {
+	return presence.Key{
+		Queue:    strings.Clone(k.Queue),
+		Group:    strings.Clone(k.Group),
+		Consumer: strings.Clone(k.Consumer),
+	}
+}
+
+// Heartbeat records a heartbeat; see presence.Registry.Heartbeat.
+func (r *Registry) Heartbeat(k presence.Key, leases uint32, now time.Time) error {
+	ns := nanotime.FromTime(now)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.m[k]; ok {
+		if ns >= e.hb {
+			e.hb = ns
+			e.leases = leases
+			r.m[k] = e
+		}
+		return nil
+	}
+	if uint64(len(k.Queue))+uint64(len(k.Group))+uint64(len(k.Consumer)) > math.MaxUint32 {
+		return presence.ErrKeyTooLong
+	}
+	if r.max > 0 && len(r.m) >= r.max {
+		return presence.ErrTooManyConsumers
+	}
+	r.m[clone(k)] = entry{registered: ns, hb: ns, leases: leases}
+	return nil
+}
+
+// Handle is a key-bound heartbeat, with no fast path.
+type Handle struct {
+	r *Registry
+	k presence.Key
+}
+
+// Handle returns a Handle for k.
+func (r *Registry) Handle(k presence.Key) *Handle { return &Handle{r: r, k: clone(k)} }
+
+// Heartbeat is Registry.Heartbeat for the handle's key.
+func (h *Handle) Heartbeat(leases uint32, now time.Time) error {
+	return h.r.Heartbeat(h.k, leases, now)
+}
+
+// Key returns the handle's key.
+func (h *Handle) Key() presence.Key { return h.k }
+
+// Deregister removes k and reports whether it was present.
+func (r *Registry) Deregister(k presence.Key) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.m[k]
+	delete(r.m, k)
+	return ok
+}
+
+// Snapshot returns every consumer in key order, built and sorted under the
+// lock, as the seed does.
+func (r *Registry) Snapshot(now time.Time, ttl time.Duration) []presence.Consumer {
+	ns := nanotime.FromTime(now)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]presence.Consumer, 0, len(r.m))
+	for k, e := range r.m {
+		age := nanotime.Age(ns, e.hb)
+		out = append(out, presence.Consumer{
+			Key:           k,
+			RegisteredAt:  nanotime.ToTime(e.registered),
+			LastHeartbeat: nanotime.ToTime(e.hb),
+			Age:           age,
+			Leases:        e.leases,
+			State:         presence.Classify(age, ttl),
+		})
+	}
+	slices.SortFunc(out, func(a, b presence.Consumer) int { return presence.CompareKeys(a.Key, b.Key) })
+	return out
+}
+
+// CountActiveByGroup counts Active consumers per group, from a snapshot, as
+// the seed does.
+func (r *Registry) CountActiveByGroup(now time.Time, ttl time.Duration) map[presence.GroupKey]int {
+	out := make(map[presence.GroupKey]int)
+	for _, c := range r.Snapshot(now, ttl) {
+		if c.State == presence.Active {
+			out[presence.GroupKey{Queue: c.Queue, Group: c.Group}]++
+		}
+	}
+	return out
+}
+
+// PruneExpired removes every Expired consumer and returns how many.
+func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
+	ns := nanotime.FromTime(now)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for k, e := range r.m {
+		if presence.Classify(nanotime.Age(ns, e.hb), ttl) == presence.Expired {
+			delete(r.m, k)
+			n++
+		}
+	}
+	return n
+}
+
+// Len returns the number of consumers.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}

@@ -1,0 +1,458 @@
+// Package presence tells a queue broker which consumers are alive.
+//
+// Consumers heartbeat. A Registry records, for every (queue, group,
+// consumer), when it registered, when it last beat and how many leases it
+// reported, and classifies it against a TTL as Active, Stale or Expired (see
+// Classify). Aliveness is heartbeat-driven: an idle poller with no pending
+// deliveries is active, and a dead worker that still holds leases is not.
+//
+// The registry never reads the clock: every method takes now, as
+// golang.org/x/time/rate does, so that tests drive time and brokers reuse a
+// timestamp they already took.
+package presence
+
+// Concurrency design
+//
+// Refresh. A heartbeat for a registered consumer hashes its key once, loads
+// the entry from its shard's xsync.MapOf (a lock-free read), and updates the
+// entry's own atomic words: a CAS that only moves the heartbeat time forwards,
+// then a CAS that stores the lease count (entry.refresh). No mutex, no bucket
+// lock, no shared counter, no allocation. A Handle skips the hash and the
+// lookup too, by keeping the entry pointer.
+//
+// Removal. An entry is never simply deleted from its map. It is first
+// retired: a CAS moves its heartbeat word from the value the remover looked
+// at to nanotime.Retired, a value no time converts to. Only the remover whose
+// CAS succeeded deletes it from the map, and only if the map still holds that
+// very entry. PruneExpired retires with CAS(seen, Retired), where seen is the
+// time it classified as Expired.
+//
+// Prune versus heartbeat. The race that loses heartbeats in a naive design is
+// "prune loads the entry, finds it expired; heartbeat stores a fresh time;
+// prune deletes the entry". Here both sides meet on one word. If the
+// heartbeat's CAS lands first, the prune's CAS fails because the word no
+// longer holds the time it saw, and the consumer stays. If the prune's CAS
+// lands first, the heartbeat finds the word retired and registers the
+// consumer again, replacing the retired entry under the map's bucket lock.
+// Either way, once Heartbeat(t) returns, the consumer is in the map with a
+// heartbeat >= t, unless a later Deregister or a later prune that judged t
+// itself expired removed it.
+//
+// Invariant. A non-retired entry is always the map's current entry for its
+// key: entries enter the map live, and leave it, or are replaced, only after
+// they are retired. So writing to a live entry is always visible, and a
+// Handle's cached entry stays valid until the moment it is retired.
+//
+// Reads. Snapshot, CountActiveByGroup and PruneExpired visit one shard at a
+// time through MapOf.Range, which holds one bucket lock only while it copies
+// that bucket's entry pointers. They never stop the world; in exchange they
+// are weakly consistent, like sync.Map.Range.
+
+import (
+	"cmp"
+	"errors"
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/seed351623e9/presence/internal/nanotime"
+)
+
+// Key names one consumer: the queue it reads, its consumer group and its own
+// name. Any strings are valid, including empty ones, invalid UTF-8 and NUL
+// bytes; the three fields are kept apart, so {"a\x00b", "c", ""} and
+// {"a", "b\x00c", ""} are different consumers.
+type Key struct {
+	Queue, Group, Consumer string
+}
+
+// GroupKey names one consumer group of one queue.
+type GroupKey struct {
+	Queue, Group string
+}
+
+// Consumer is one row of a snapshot.
+type Consumer struct {
+	Key
+	// RegisteredAt is the time of the first heartbeat since the consumer
+	// was last registered. It never changes while the consumer stays.
+	RegisteredAt time.Time
+	// LastHeartbeat is the time of the newest heartbeat.
+	LastHeartbeat time.Time
+	// Age is now minus LastHeartbeat for the now of the read, never
+	// negative.
+	Age time.Duration
+	// Leases is the lease count reported by the newest heartbeat. The
+	// registry stores it verbatim and never infers aliveness from it.
+	Leases uint32
+	// State classifies Age under the TTL of the read.
+	State State
+}
+
+var (
+	// ErrTooManyConsumers is returned by a heartbeat that would register a
+	// consumer beyond the limit set by WithMaxConsumers.
+	ErrTooManyConsumers = errors.New("presence: too many consumers")
+	// ErrKeyTooLong is returned by a heartbeat whose key strings add up to
+	// more than 4 GiB - 1 bytes.
+	ErrKeyTooLong = errors.New("presence: key longer than 4 GiB")
+	// ErrNilHandle is returned by Heartbeat on a nil *Handle.
+	ErrNilHandle = errors.New("presence: nil handle")
+)
+
+// Registry records consumer heartbeats. All its methods are safe for
+// concurrent use; a Registry must not be copied after first use.
+//
+// The zero Registry is not usable; create one with New.
+type Registry struct {
+	seed   uint64
+	shift  uint // 64 - log2(len(shards)); a shard is picked by h >> shift
+	shards []shard
+	max    int64 // 0: no limit
+	// total counts live entries registry-wide. It is only maintained when
+	// max > 0, since only the limit needs an exact global figure.
+	total atomic.Int64
+}
+
+// Option configures a Registry in New.
+type Option func(*config)
+
+type config struct {
+	shards    int
+	max       int
+	presize   int
+	seed      uint64
+	seedGiven bool
+}
+
+// WithShards sets the number of shards. n is rounded up to a power of two,
+// at most 65536; n <= 0 keeps the default, four shards per GOMAXPROCS.
+func WithShards(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.shards = roundShards(n)
+		}
+	}
+}
+
+// WithMaxConsumers limits the registry to n consumers: a heartbeat that would
+// register one more returns ErrTooManyConsumers and changes nothing, while
+// heartbeats of registered consumers always succeed. n <= 0 means no limit,
+// the default.
+func WithMaxConsumers(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.max = n
+		} else {
+			c.max = 0
+		}
+	}
+}
+
+// maxPresize caps WithPresize, so that a wild hint cannot allocate gigabytes
+// up front; the maps still grow past it on demand.
+const maxPresize = 1 << 24
+
+// WithPresize sizes the shards for about n consumers up front, so that a
+// broker that knows its fleet pays no map growth while it registers. n is
+// capped at 16,777,216; n <= 0 keeps the default, small maps that grow.
+func WithPresize(n int) Option {
+	return func(c *config) { c.presize = min(n, maxPresize) }
+}
+
+// New returns an empty Registry.
+func New(opts ...Option) *Registry {
+	c := config{shards: defaultShards()}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	r := &Registry{
+		shards: make([]shard, c.shards),
+		shift:  uint(64 - log2(c.shards)),
+		max:    int64(c.max),
+		seed:   newSeed(),
+	}
+	if c.seedGiven {
+		r.seed = c.seed
+	}
+	per := 0
+	if c.presize > 0 {
+		per = c.presize/c.shards + 1
+	}
+	for i := range r.shards {
+		r.shards[i] = newShard(per)
+	}
+	return r
+}
+
+func log2(n int) int {
+	l := 0
+	for n > 1 {
+		n >>= 1
+		l++
+	}
+	return l
+}
+
+// seedCounter makes two registries created in the same nanosecond differ.
+var seedCounter atomic.Uint64
+
+func newSeed() uint64 {
+	var b [16]byte
+	n := uint64(time.Now().UnixNano())
+	c := seedCounter.Add(1)
+	for i := 0; i < 8; i++ {
+		b[i] = byte(n >> (8 * i))
+		b[8+i] = byte(c >> (8 * i))
+	}
+	return xxhash.Sum64(b[:])
+}
+
+func (r *Registry) shardOf(h uint64) *shard {
+	return &r.shards[h>>r.shift&uint64(len(r.shards)-1)]
+}
+
+// Heartbeat records that consumer k was alive at now and held leases
+// leases.
+//
+// The first heartbeat of k registers it with RegisteredAt = LastHeartbeat =
+// now. A later one with now at or after LastHeartbeat moves LastHeartbeat to
+// now and sets Leases; one with now before LastHeartbeat is stale news and
+// changes nothing. Heartbeat returns nil in all three cases.
+//
+// Refreshing a registered consumer takes no lock and allocates nothing.
+// Registering one allocates twice and takes one xsync bucket lock; it fails
+// with ErrTooManyConsumers beyond WithMaxConsumers and with ErrKeyTooLong for
+// keys over 4 GiB. The registry copies k's strings and keeps no reference to
+// them.
+//
+// Once Heartbeat returns nil, k is present with LastHeartbeat >= now until a
+// later Deregister, or a later PruneExpired that finds now itself expired,
+// removes it.
+func (r *Registry) Heartbeat(k Key, leases uint32, now time.Time) error {
+	ns := nanotime.FromTime(now)
+	h := hashKey(r.seed, &k)
+	s := r.shardOf(h)
+	if e, ok := s.m.Load(mkey{h: h, k: k}); ok && e.refresh(ns, leases) {
+		return nil
+	}
+	_, err := r.register(s, h, &k, leases, ns)
+	return err
+}
+
+// register is the slow path of a heartbeat: the consumer is absent, or its
+// entry was retired. It inserts a new entry, or refreshes the live one that a
+// concurrent heartbeat inserted first, and returns the live entry.
+func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64) (*entry, error) {
+	if uint64(len(k.Queue))+uint64(len(k.Group))+uint64(len(k.Consumer)) > maxKeyBytes {
+		return nil, ErrKeyTooLong
+	}
+	fresh, mk := newEntry(h, k, now, leases)
+	for {
+		var live *entry
+		var err error
+		s.m.Compute(mk, func(cur *entry, loaded bool) (*entry, bool) {
+			if loaded && cur.hb.Load() != nanotime.Retired {
+				live = cur
+				return cur, false
+			}
+			if !r.reserve() {
+				err = ErrTooManyConsumers
+				// Keep a retired entry for its remover to delete;
+				// an absent key stays absent.
+				return cur, !loaded
+			}
+			s.live.Add(1)
+			return fresh, false
+		})
+		switch {
+		case err != nil:
+			return nil, err
+		case live == nil:
+			return fresh, nil
+		case live.refresh(now, leases):
+			return live, nil
+		}
+		// The live entry was retired between Compute and refresh: go
+		// round again, this time replacing it.
+	}
+}
+
+// reserve takes one slot under the registry-wide limit, if there is one.
+func (r *Registry) reserve() bool {
+	if r.max == 0 {
+		return true
+	}
+	if r.total.Add(1) > r.max {
+		r.total.Add(-1)
+		return false
+	}
+	return true
+}
+
+// retired is called once for every entry whose retire CAS succeeded.
+func (r *Registry) retired(s *shard) {
+	s.live.Add(-1)
+	if r.max != 0 {
+		r.total.Add(-1)
+	}
+}
+
+// unlink deletes e from s's map if the map still holds e. mk must be the
+// map's key for e: its strings are e's own, so nothing of a caller's ends up
+// in the map even if a racing registration means the compute keeps cur.
+func unlink(s *shard, mk mkey, e *entry) {
+	if cur, ok := s.m.Load(mk); !ok || cur != e {
+		return // a registration already replaced e; skip the bucket lock
+	}
+	s.m.Compute(mk, func(cur *entry, loaded bool) (*entry, bool) {
+		return cur, !loaded || cur == e
+	})
+}
+
+// Deregister removes consumer k, as on a graceful shutdown, and reports
+// whether it was present. A heartbeat after Deregister registers k again.
+func (r *Registry) Deregister(k Key) bool {
+	h := hashKey(r.seed, &k)
+	s := r.shardOf(h)
+	for {
+		e, ok := s.m.Load(mkey{h: h, k: k})
+		if !ok {
+			return false
+		}
+		mk := mkey{h: h, k: e.key()}
+		if e.retire() {
+			r.retired(s)
+			unlink(s, mk, e)
+			return true
+		}
+		// Another remover retired e and has not unlinked it yet; help,
+		// then look again, since a heartbeat may have registered k anew.
+		unlink(s, mk, e)
+	}
+}
+
+// Snapshot returns every consumer, sorted by Queue, then Group, then
+// Consumer, compared byte-wise, with Age and State computed for now and ttl.
+// Expired consumers are included until PruneExpired removes them.
+//
+// Snapshot is weakly consistent, like sync.Map.Range: it visits the shards
+// one at a time and never blocks heartbeats for longer than one bucket copy,
+// so a consumer that registers, refreshes or leaves while it runs may or may
+// not be reflected. Each consumer appears at most once. It costs O(n log n)
+// for n consumers and allocates the result.
+func (r *Registry) Snapshot(now time.Time, ttl time.Duration) []Consumer {
+	ns := nanotime.FromTime(now)
+	out := make([]Consumer, 0, r.Len())
+	for i := range r.shards {
+		r.shards[i].m.Range(func(mk mkey, e *entry) bool {
+			if c, ok := row(mk.k, e, ns, ttl); ok {
+				out = append(out, c)
+			}
+			return true
+		})
+	}
+	slices.SortFunc(out, compareConsumers)
+	return out
+}
+
+// row builds the snapshot row of a live entry.
+func row(k Key, e *entry, now int64, ttl time.Duration) (Consumer, bool) {
+	hb := e.hb.Load()
+	if hb == nanotime.Retired {
+		return Consumer{}, false
+	}
+	age, st := classifyAt(now, hb, ttl)
+	return Consumer{
+		Key:           k,
+		RegisteredAt:  nanotime.ToTime(e.registered),
+		LastHeartbeat: nanotime.ToTime(hb),
+		Age:           age,
+		Leases:        e.leases(),
+		State:         st,
+	}, true
+}
+
+func compareConsumers(a, b Consumer) int {
+	return CompareKeys(a.Key, b.Key)
+}
+
+// CompareKeys orders keys by Queue, then Group, then Consumer, byte-wise: the
+// order of Snapshot. It returns -1, 0 or +1.
+func CompareKeys(a, b Key) int {
+	if c := cmp.Compare(a.Queue, b.Queue); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Group, b.Group); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Consumer, b.Consumer)
+}
+
+// CountActiveByGroup returns the number of Active consumers of every
+// (queue, group) that has at least one; groups with none are absent. It
+// builds no snapshot and sorts nothing: one pass over the shards, with the
+// consistency of Snapshot.
+func (r *Registry) CountActiveByGroup(now time.Time, ttl time.Duration) map[GroupKey]int {
+	ns := nanotime.FromTime(now)
+	out := make(map[GroupKey]int)
+	for i := range r.shards {
+		r.shards[i].m.Range(func(mk mkey, e *entry) bool {
+			hb := e.hb.Load()
+			if hb == nanotime.Retired {
+				return true
+			}
+			if _, st := classifyAt(ns, hb, ttl); st == Active {
+				out[GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}]++
+			}
+			return true
+		})
+	}
+	return out
+}
+
+// PruneExpired removes every consumer that is Expired at now under ttl, and
+// returns how many it removed. It visits the shards one at a time, like
+// Snapshot. A heartbeat that races with the removal of its consumer is never
+// lost: either the heartbeat lands first and the consumer stays, or the
+// removal does and the heartbeat registers the consumer again.
+func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
+	ns := nanotime.FromTime(now)
+	n := 0
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.m.Range(func(mk mkey, e *entry) bool {
+			for {
+				hb := e.hb.Load()
+				if hb == nanotime.Retired {
+					return true
+				}
+				if _, st := classifyAt(ns, hb, ttl); st != Expired {
+					return true
+				}
+				if e.retireIf(hb) {
+					r.retired(s)
+					unlink(s, mk, e)
+					n++
+					return true
+				}
+			}
+		})
+	}
+	return n
+}
+
+// Len returns the number of registered consumers, whatever their state. It
+// sums one counter per shard and does not walk the entries.
+func (r *Registry) Len() int {
+	var n int64
+	for i := range r.shards {
+		n += r.shards[i].live.Load()
+	}
+	return int(min(max(n, 0), math.MaxInt))
+}
