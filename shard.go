@@ -216,6 +216,7 @@ func (e *entry) refresh(now int64, leases uint32) bool {
 			break
 		}
 	}
+	afterTimeCAS()
 	for {
 		w := e.lw.Load()
 		if e.hb.Load() != now {

@@ -1,0 +1,9 @@
+//go:build !presencehooks
+
+package presence
+
+// afterTimeCAS runs in entry.refresh between moving the heartbeat time and
+// writing the lease count. In normal builds it is an empty function that the
+// compiler removes; the presencehooks build tag lets tests pause a beat there
+// to force interleavings that are otherwise too rare to hit.
+func afterTimeCAS() {}

@@ -1,0 +1,14 @@
+//go:build presencehooks
+
+package presence
+
+// TestHookAfterTimeCAS, when set, is called by entry.refresh between moving
+// the heartbeat time and writing the lease count. It exists only in builds
+// with the presencehooks tag.
+var TestHookAfterTimeCAS func()
+
+func afterTimeCAS() {
+	if f := TestHookAfterTimeCAS; f != nil {
+		f()
+	}
+}

@@ -1,0 +1,45 @@
+//go:build presencehooks
+
+package presence_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/seed351623e9/presence"
+)
+
+// An older beat that has moved the time but not yet written its leases is
+// overtaken by a newer beat. The older beat must then leave the newer beat's
+// leases alone. The hook makes this interleaving certain.
+func TestOvertakenBeatKeepsNewerLeases(t *testing.T) {
+	r := presence.New()
+	k := key("q", "g", "c")
+	require.NoError(t, r.Heartbeat(k, 0, t0))
+
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	presence.TestHookAfterTimeCAS = func() {
+		if first.CompareAndSwap(false, true) { // only the first beat pauses
+			close(paused)
+			<-resume
+		}
+	}
+	defer func() { presence.TestHookAfterTimeCAS = nil }()
+
+	done := make(chan error)
+	go func() { done <- r.Heartbeat(k, 1, t0.Add(time.Second)) }() // older
+	<-paused
+	require.NoError(t, r.Heartbeat(k, 2, t0.Add(2*time.Second))) // newer, completes
+	close(resume)
+	require.NoError(t, <-done)
+
+	c, ok := lookup(t, r, k, t0)
+	require.True(t, ok)
+	assert.Equal(t, t0.Add(2*time.Second), c.LastHeartbeat)
+	assert.EqualValues(t, 2, c.Leases, "the overtaken beat overwrote newer leases")
+}
