@@ -25,13 +25,13 @@ func TestClassify(t *testing.T) {
 		{2 * time.Second, time.Second, presence.Stale},
 		{2*time.Second + 1, time.Second, presence.Expired},
 		{1, 0, presence.Expired},
-		{-5, 0, presence.Active},                     // negative age counts as 0
-		{0, -time.Hour, presence.Active},             // negative ttl counts as 0
-		{1, -time.Hour, presence.Expired},            // ... so any age > 0 is expired
-		{max, max, presence.Active},                  // no overflow at the top
-		{max, max/2 + 1, presence.Stale},             // 2·ttl saturates instead of wrapping negative
-		{max, max / 2, presence.Expired},             // 2·(max/2) = max-1 < max
-		{max - 1, max / 2, presence.Stale},           // exactly 2·ttl
+		{-5, 0, presence.Active},           // negative age counts as 0
+		{0, -time.Hour, presence.Active},   // negative ttl counts as 0
+		{1, -time.Hour, presence.Expired},  // ... so any age > 0 is expired
+		{max, max, presence.Active},        // no overflow at the top
+		{max, max/2 + 1, presence.Stale},   // 2·ttl saturates instead of wrapping negative
+		{max, max / 2, presence.Expired},   // 2·(max/2) = max-1 < max
+		{max - 1, max / 2, presence.Stale}, // exactly 2·ttl
 		{math.MinInt64, math.MinInt64, presence.Active},
 	} {
 		assert.Equal(t, tc.want, presence.Classify(tc.age, tc.ttl), "Classify(%d, %d)", tc.age, tc.ttl)
