@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/seed351623e9/presence/internal/entry"
 	"github.com/seed351623e9/presence/internal/nanotime"
 )
 
@@ -21,7 +22,7 @@ type Handle struct {
 	s *shard
 	h uint64
 	k Key // copies of the caller's strings, in one buffer
-	e atomic.Pointer[entry]
+	e atomic.Pointer[entry.Entry]
 }
 
 // Handle returns a Handle for consumer k. It registers nothing: the consumer
@@ -62,7 +63,7 @@ func (h *Handle) Heartbeat(leases uint32, now time.Time) error {
 		return ErrNilHandle
 	}
 	ns := nanotime.FromTime(now)
-	if e := h.e.Load(); e != nil && e.refresh(ns, leases) {
+	if e := h.e.Load(); e != nil && e.Refresh(ns, leases) {
 		return nil
 	}
 	e, err := h.r.register(h.s, h.h, &h.k, leases, ns)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/seed351623e9/presence"
+	"github.com/seed351623e9/presence/internal/entry"
 )
 
 // An older beat that has moved the time but not yet written its leases is
@@ -23,13 +24,13 @@ func TestOvertakenBeatKeepsNewerLeases(t *testing.T) {
 
 	paused, resume := make(chan struct{}), make(chan struct{})
 	var first atomic.Bool
-	presence.TestHookAfterTimeCAS = func() {
+	entry.TestHookAfterTimeCAS = func() {
 		if first.CompareAndSwap(false, true) { // only the first beat pauses
 			close(paused)
 			<-resume
 		}
 	}
-	defer func() { presence.TestHookAfterTimeCAS = nil }()
+	defer func() { entry.TestHookAfterTimeCAS = nil }()
 
 	done := make(chan error)
 	go func() { done <- r.Heartbeat(k, 1, t0.Add(time.Second)) }() // older

@@ -16,7 +16,7 @@ package presence
 // Refresh. A heartbeat for a registered consumer hashes its key once, loads
 // the entry from its shard's xsync.MapOf (a lock-free read), and updates the
 // entry's own atomic words: a CAS that only moves the heartbeat time forwards,
-// then a CAS that stores the lease count (entry.refresh). No mutex, no bucket
+// then a CAS that stores the lease count (entry.Entry.Refresh). No mutex, no bucket
 // lock, no shared counter, no allocation. A Handle skips the hash and the
 // lookup too, by keeping the entry pointer.
 //
@@ -58,6 +58,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/seed351623e9/presence/internal/entry"
 	"github.com/seed351623e9/presence/internal/nanotime"
 )
 
@@ -238,7 +239,7 @@ func (r *Registry) Heartbeat(k Key, leases uint32, now time.Time) error {
 	ns := nanotime.FromTime(now)
 	h := hashKey(r.seed, &k)
 	s := r.shardOf(h)
-	if e, ok := s.m.Load(mkey{h: h, k: k}); ok && e.refresh(ns, leases) {
+	if e, ok := s.m.Load(mkey{h: h, k: k}); ok && e.Refresh(ns, leases) {
 		return nil
 	}
 	_, err := r.register(s, h, &k, leases, ns)
@@ -248,16 +249,16 @@ func (r *Registry) Heartbeat(k Key, leases uint32, now time.Time) error {
 // register is the slow path of a heartbeat: the consumer is absent, or its
 // entry was retired. It inserts a new entry, or refreshes the live one that a
 // concurrent heartbeat inserted first, and returns the live entry.
-func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64) (*entry, error) {
-	if uint64(len(k.Queue))+uint64(len(k.Group))+uint64(len(k.Consumer)) > maxKeyBytes {
+func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64) (*entry.Entry, error) {
+	if uint64(len(k.Queue))+uint64(len(k.Group))+uint64(len(k.Consumer)) > entry.MaxKeyBytes {
 		return nil, ErrKeyTooLong
 	}
 	fresh, mk := newEntry(h, k, now, leases)
 	for {
-		var live *entry
+		var live *entry.Entry
 		var err error
-		s.m.Compute(mk, func(cur *entry, loaded bool) (*entry, bool) {
-			if loaded && cur.hb.Load() != nanotime.Retired {
+		s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+			if loaded && cur.Live() {
 				live = cur
 				return cur, false
 			}
@@ -275,7 +276,7 @@ func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64
 			return nil, err
 		case live == nil:
 			return fresh, nil
-		case live.refresh(now, leases):
+		case live.Refresh(now, leases):
 			return live, nil
 		}
 		// The live entry was retired between Compute and refresh: go
@@ -306,11 +307,11 @@ func (r *Registry) retired(s *shard) {
 // unlink deletes e from s's map if the map still holds e. mk must be the
 // map's key for e: its strings are e's own, so nothing of a caller's ends up
 // in the map even if a racing registration means the compute keeps cur.
-func unlink(s *shard, mk mkey, e *entry) {
+func unlink(s *shard, mk mkey, e *entry.Entry) {
 	if cur, ok := s.m.Load(mk); !ok || cur != e {
 		return // a registration already replaced e; skip the bucket lock
 	}
-	s.m.Compute(mk, func(cur *entry, loaded bool) (*entry, bool) {
+	s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
 		return cur, !loaded || cur == e
 	})
 }
@@ -325,8 +326,8 @@ func (r *Registry) Deregister(k Key) bool {
 		if !ok {
 			return false
 		}
-		mk := mkey{h: h, k: e.key()}
-		if e.retire() {
+		mk := mkey{h: h, k: entryKey(e)}
+		if e.Retire() {
 			r.retired(s)
 			unlink(s, mk, e)
 			return true
@@ -350,7 +351,7 @@ func (r *Registry) Snapshot(now time.Time, ttl time.Duration) []Consumer {
 	ns := nanotime.FromTime(now)
 	out := make([]Consumer, 0, r.Len())
 	for i := range r.shards {
-		r.shards[i].m.Range(func(mk mkey, e *entry) bool {
+		r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
 			if c, ok := row(mk.k, e, ns, ttl); ok {
 				out = append(out, c)
 			}
@@ -362,18 +363,18 @@ func (r *Registry) Snapshot(now time.Time, ttl time.Duration) []Consumer {
 }
 
 // row builds the snapshot row of a live entry.
-func row(k Key, e *entry, now int64, ttl time.Duration) (Consumer, bool) {
-	hb := e.hb.Load()
+func row(k Key, e *entry.Entry, now int64, ttl time.Duration) (Consumer, bool) {
+	hb := e.HB()
 	if hb == nanotime.Retired {
 		return Consumer{}, false
 	}
 	age, st := classifyAt(now, hb, ttl)
 	return Consumer{
 		Key:           k,
-		RegisteredAt:  nanotime.ToTime(e.registered),
+		RegisteredAt:  nanotime.ToTime(e.Registered()),
 		LastHeartbeat: nanotime.ToTime(hb),
 		Age:           age,
-		Leases:        e.leases(),
+		Leases:        e.Leases(),
 		State:         st,
 	}, true
 }
@@ -402,8 +403,8 @@ func (r *Registry) CountActiveByGroup(now time.Time, ttl time.Duration) map[Grou
 	ns := nanotime.FromTime(now)
 	out := make(map[GroupKey]int)
 	for i := range r.shards {
-		r.shards[i].m.Range(func(mk mkey, e *entry) bool {
-			hb := e.hb.Load()
+		r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
+			hb := e.HB()
 			if hb == nanotime.Retired {
 				return true
 			}
@@ -426,16 +427,16 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 	n := 0
 	for i := range r.shards {
 		s := &r.shards[i]
-		s.m.Range(func(mk mkey, e *entry) bool {
+		s.m.Range(func(mk mkey, e *entry.Entry) bool {
 			for {
-				hb := e.hb.Load()
+				hb := e.HB()
 				if hb == nanotime.Retired {
 					return true
 				}
 				if _, st := classifyAt(ns, hb, ttl); st != Expired {
 					return true
 				}
-				if e.retireIf(hb) {
+				if e.RetireIf(hb) {
 					r.retired(s)
 					unlink(s, mk, e)
 					n++

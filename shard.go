@@ -2,7 +2,6 @@ package presence
 
 import (
 	"encoding/binary"
-	"math"
 	"math/bits"
 	"runtime"
 	"sync/atomic"
@@ -11,7 +10,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/puzpuzpuz/xsync/v3"
 
-	"github.com/seed351623e9/presence/internal/nanotime"
+	"github.com/seed351623e9/presence/internal/entry"
 )
 
 // Layout
@@ -71,7 +70,7 @@ func hashMkey(k mkey, _ uint64) uint64 { return k.h }
 // map and not retired; only registration and removal write it, never a
 // refresh. The padding keeps two shards' counters off one cache line.
 type shard struct {
-	m    *xsync.MapOf[mkey, *entry]
+	m    *xsync.MapOf[mkey, *entry.Entry]
 	live atomic.Int64
 	_    [cacheLine - unsafe.Sizeof(uintptr(0)) - 8]byte
 }
@@ -81,7 +80,7 @@ func newShard(sizeHint int) shard {
 	if sizeHint > 0 {
 		opts = append(opts, xsync.WithPresize(sizeHint))
 	}
-	return shard{m: xsync.NewMapOfWithHasher[mkey, *entry](hashMkey, opts...)}
+	return shard{m: xsync.NewMapOfWithHasher[mkey, *entry.Entry](hashMkey, opts...)}
 }
 
 // hashBufLen is the largest encoded key hashed from a stack buffer; longer
@@ -123,132 +122,14 @@ func hashKey(seed uint64, k *Key) uint64 {
 	return d.Sum64()
 }
 
-// entry is the per-consumer state. Every field that a heartbeat writes is an
-// atomic word of the entry's own; nothing is shared with other consumers.
-//
-// Times are int64 Unix nanoseconds rather than time.Time: 8 bytes instead of
-// 24, no pointer (time.Time carries a *Location), and a single word that can
-// be compared-and-swapped.
-//
-// hb doubles as the entry's liveness flag: nanotime.Retired, a value that no
-// time converts to, marks an entry that has been removed (see registry.go).
-type entry struct {
-	hb atomic.Int64 // last heartbeat, or nanotime.Retired
-	// lw packs the lease count (low 32 bits) with a write sequence (high
-	// 32 bits), so that a lease write that lost a race can be detected by
-	// CAS; see refresh.
-	lw         atomic.Uint64
-	registered int64 // immutable after creation
-	// Lengths of the key strings that follow the header.
-	ql, gl, cl uint32
-	_          uint32
+// newEntry allocates the entry for k (see entry.New) and returns it with its
+// map key, whose strings are the entry's own copies, not k's.
+func newEntry(h uint64, k *Key, now int64, leases uint32) (*entry.Entry, mkey) {
+	e := entry.New(k.Queue, k.Group, k.Consumer, now, leases)
+	return e, mkey{h: h, k: entryKey(e)}
 }
 
-const entrySize = unsafe.Sizeof(entry{})
-
-// maxKeyBytes is the largest total length of a key's strings. The lengths
-// are kept as uint32 in the entry header.
-const maxKeyBytes = math.MaxUint32
-
-// newEntry allocates an entry for k, registered at now with the given lease
-// count, and copies k's strings into the same block. It returns the entry and
-// the map key, whose strings point into the block and not into k.
-//
-// The block is a []uint64, which the runtime allocates without pointers and
-// 8-byte aligned on every platform, so the header's 64-bit atomics are
-// aligned on 32-bit platforms too.
-func newEntry(h uint64, k *Key, now int64, leases uint32) (*entry, mkey) {
-	ql, gl, cl := len(k.Queue), len(k.Group), len(k.Consumer)
-	size := int(entrySize) + ql + gl + cl
-	words := make([]uint64, (size+7)/8)
-	base := unsafe.Pointer(unsafe.SliceData(words))
-	e := (*entry)(base)
-	e.hb.Store(now)
-	e.lw.Store(uint64(leases))
-	e.registered = now
-	e.ql, e.gl, e.cl = uint32(ql), uint32(gl), uint32(cl)
-
-	kb := unsafe.Slice((*byte)(unsafe.Add(base, entrySize)), ql+gl+cl)
-	copy(kb, k.Queue)
-	copy(kb[ql:], k.Group)
-	copy(kb[ql+gl:], k.Consumer)
-	return e, mkey{h: h, k: e.key()}
+func entryKey(e *entry.Entry) Key {
+	q, g, c := e.Key()
+	return Key{Queue: q, Group: g, Consumer: c}
 }
-
-// key returns the entry's key. Its strings are views of the entry's own
-// block, which is never written after newEntry returns.
-func (e *entry) key() Key {
-	kb := unsafe.Add(unsafe.Pointer(e), entrySize)
-	return Key{
-		Queue:    bytesString(kb, 0, e.ql),
-		Group:    bytesString(kb, e.ql, e.gl),
-		Consumer: bytesString(kb, e.ql+e.gl, e.cl),
-	}
-}
-
-func bytesString(base unsafe.Pointer, off, n uint32) string {
-	if n == 0 {
-		return ""
-	}
-	return unsafe.String((*byte)(unsafe.Add(base, off)), n)
-}
-
-// refresh records a heartbeat at now carrying leases. It reports false, and
-// changes nothing, if the entry is retired; the caller then registers the
-// consumer again.
-//
-// The heartbeat word only moves forwards: a beat older than the stored one
-// is stale news and changes nothing. The lease count follows the beat with
-// the newest time: after moving hb to now, a writer stores its leases only
-// while hb still equals now, by a CAS on lw, whose sequence half changes on
-// every write. A writer holding an older time that loses the race therefore
-// fails its CAS, or sees hb moved on, and never overwrites newer leases.
-func (e *entry) refresh(now int64, leases uint32) bool {
-	for {
-		old := e.hb.Load()
-		if old == nanotime.Retired {
-			return false
-		}
-		if now < old {
-			return true
-		}
-		if now == old || e.hb.CompareAndSwap(old, now) {
-			break
-		}
-	}
-	afterTimeCAS()
-	for {
-		w := e.lw.Load()
-		if e.hb.Load() != now {
-			// A newer beat owns the lease count, or the entry was retired
-			// after this beat landed; either way this beat is recorded.
-			return true
-		}
-		next := (w>>32+1)<<32 | uint64(leases)
-		if e.lw.CompareAndSwap(w, next) {
-			return true
-		}
-	}
-}
-
-// retire marks the entry removed if its heartbeat still equals seen, and
-// reports whether it did. A concurrent refresh that moved hb makes it fail.
-func (e *entry) retireIf(seen int64) bool {
-	return seen != nanotime.Retired && e.hb.CompareAndSwap(seen, nanotime.Retired)
-}
-
-// retire marks the entry removed whatever its heartbeat, and reports
-// whether this call did it (false: it was already retired).
-func (e *entry) retire() bool {
-	for {
-		hb := e.hb.Load()
-		if hb == nanotime.Retired {
-			return false
-		}
-		if e.hb.CompareAndSwap(hb, nanotime.Retired) {
-			return true
-		}
-	}
-}
-
-func (e *entry) leases() uint32 { return uint32(e.lw.Load()) }

@@ -1,8 +1,8 @@
 //go:build !presencehooks
 
-package presence
+package entry
 
-// afterTimeCAS runs in entry.refresh between moving the heartbeat time and
+// afterTimeCAS runs in Entry.Refresh between moving the heartbeat time and
 // writing the lease count. In normal builds it is an empty function that the
 // compiler removes; the presencehooks build tag lets tests pause a beat there
 // to force interleavings that are otherwise too rare to hit.

@@ -1,8 +1,8 @@
 //go:build presencehooks
 
-package presence
+package entry
 
-// TestHookAfterTimeCAS, when set, is called by entry.refresh between moving
+// TestHookAfterTimeCAS, when set, is called by Entry.Refresh between moving
 // the heartbeat time and writing the lease count. It exists only in builds
 // with the presencehooks tag.
 var TestHookAfterTimeCAS func()
