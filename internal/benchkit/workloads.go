@@ -1,0 +1,242 @@
+package benchkit
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/seed351623e9/presence"
+)
+
+// T0 is the benchmarks' wall clock; TTL their heartbeat budget.
+var T0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// TTL is the heartbeat budget of every read in the benchmarks.
+const TTL = 30 * time.Second
+
+func check(b *testing.B, err error) {
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// RefreshKey heartbeats n registered consumers by key, round-robin, from one
+// goroutine or from GOMAXPROCS goroutines.
+func RefreshKey(b *testing.B, impl Impl, n int, parallel bool) {
+	keys := Keys(n)
+	r := impl.New(keys, T0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	if !parallel {
+		now, j := T0, 0
+		for i := 0; i < b.N; i++ {
+			now = now.Add(1)
+			check(b, r.Heartbeat(keys[j], 1, now))
+			if j++; j == n {
+				j = 0
+			}
+		}
+		return
+	}
+	var id atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		g := int(id.Add(1))
+		j, now := g*7919%n, T0
+		for pb.Next() {
+			now = now.Add(1)
+			if err := r.Heartbeat(keys[j], 1, now); err != nil {
+				b.Error(err)
+				return
+			}
+			if j++; j == n {
+				j = 0
+			}
+		}
+	})
+}
+
+// RefreshHandle heartbeats n registered consumers through handles made up
+// front, from GOMAXPROCS goroutines.
+func RefreshHandle(b *testing.B, impl Impl, n int) {
+	keys := Keys(n)
+	r := impl.New(keys, T0)
+	hs := make([]Beater, n)
+	for i, k := range keys {
+		hs[i] = impl.Handle(r, k)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var id atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		g := int(id.Add(1))
+		j, now := g*7919%n, T0
+		for pb.Next() {
+			now = now.Add(1)
+			if err := hs[j].Heartbeat(1, now); err != nil {
+				b.Error(err)
+				return
+			}
+			if j++; j == n {
+				j = 0
+			}
+		}
+	})
+}
+
+// Register registers b.N new consumers into a registry presized for them,
+// so that map growth stays out of the figure.
+func Register(b *testing.B, impl Impl) {
+	keys := Keys(b.N)
+	r := impl.Empty(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range keys {
+		check(b, r.Heartbeat(keys[i], 0, T0))
+	}
+}
+
+// RefreshDuringSnapshots is RefreshKey, parallel, over n consumers while
+// one more goroutine takes snapshots back to back, or, with snapshots
+// false, while it sits idle: the pair measures how much of its refresh
+// throughput an implementation keeps while dashboards read it.
+func RefreshDuringSnapshots(b *testing.B, impl Impl, n int, snapshots bool) {
+	keys := Keys(n)
+	r := impl.New(keys, T0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var taken atomic.Int64
+	if snapshots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r.Snapshot(T0, TTL)
+				taken.Add(1)
+			}
+		}()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var id atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		g := int(id.Add(1))
+		j, now := g*7919%n, T0
+		for pb.Next() {
+			now = now.Add(1)
+			if err := r.Heartbeat(keys[j], 1, now); err != nil {
+				b.Error(err)
+				return
+			}
+			if j++; j == n {
+				j = 0
+			}
+		}
+	})
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	if snapshots {
+		b.ReportMetric(float64(taken.Load()), "snapshots")
+	}
+}
+
+// population returns a registry of n consumers: a tenth expired, a tenth
+// stale and the rest active at T0, and the expired keys.
+func population(impl Impl, n int) (Registry, []presence.Key) {
+	keys := Keys(n)
+	tenth := n / 10
+	r := impl.New(keys[2*tenth:], T0)
+	for _, k := range keys[tenth : 2*tenth] {
+		_ = r.Heartbeat(k, 0, T0.Add(-3*TTL/2))
+	}
+	for _, k := range keys[:tenth] {
+		_ = r.Heartbeat(k, 0, T0.Add(-3*TTL))
+	}
+	return r, keys[:tenth]
+}
+
+// Snapshot takes full snapshots of n consumers.
+func Snapshot(b *testing.B, impl Impl, n int) {
+	r, _ := population(impl, n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if got := len(r.Snapshot(T0, TTL)); got != n {
+			b.Fatalf("snapshot has %d rows, want %d", got, n)
+		}
+	}
+}
+
+// CountActiveByGroup counts the active consumers of every group among n.
+func CountActiveByGroup(b *testing.B, impl Impl, n int) {
+	r, _ := population(impl, n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.CountActiveByGroup(T0, TTL)
+	}
+}
+
+// PruneExpired prunes n consumers of which a tenth are expired; the expired
+// ones are put back, with the timer stopped, before every prune.
+func PruneExpired(b *testing.B, impl Impl, n int) {
+	r, expired := population(impl, n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i > 0 {
+			b.StopTimer()
+			for _, k := range expired {
+				_ = r.Heartbeat(k, 0, T0.Add(-3*TTL))
+			}
+			b.StartTimer()
+		}
+		if got := r.PruneExpired(T0, TTL); got != len(expired) {
+			b.Fatalf("pruned %d, want %d", got, len(expired))
+		}
+	}
+}
+
+// heapInUse returns the live heap after a full collection.
+func heapInUse() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// Memory registers n consumers into an empty registry and reports the live
+// heap it grew by, per consumer, with the key bytes taken out
+// (bytes/consumer) and reported on their own (keybytes/consumer). ns/op is
+// the time to register all n.
+func Memory(b *testing.B, impl Impl, n int) {
+	keys := Keys(n)
+	kb := KeyBytes(keys)
+	var perConsumer float64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		before := heapInUse()
+		b.StartTimer()
+		r := impl.Empty(0)
+		for _, k := range keys {
+			check(b, r.Heartbeat(k, 0, T0))
+		}
+		b.StopTimer()
+		after := heapInUse()
+		perConsumer = (float64(after) - float64(before) - float64(kb)) / float64(n)
+		runtime.KeepAlive(r)
+		b.StartTimer()
+	}
+	b.ReportMetric(perConsumer, "bytes/consumer")
+	b.ReportMetric(float64(kb)/float64(n), "keybytes/consumer")
+}
