@@ -189,8 +189,8 @@ func compareSnapshots(t *testing.T, got, want []presence.Consumer, fail func(str
 func rowsString(rows []presence.Consumer) string {
 	var b strings.Builder
 	for _, c := range rows {
-		fmt.Fprintf(&b, "\n    %q reg=%d hb=%d age=%v leases=%d %v",
-			c.Key, c.RegisteredAt.UnixNano(), c.LastHeartbeat.UnixNano(), c.Age, c.Leases, c.State)
+		fmt.Fprintf(&b, "\n    %q reg=%d hb=%d active=%v age=%v leases=%d %v",
+			c.Key, c.RegisteredAt.UnixNano(), c.LastHeartbeat.UnixNano(), c.LastActive, c.Age, c.Leases, c.State)
 	}
 	return b.String()
 }

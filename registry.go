@@ -52,7 +52,6 @@ import (
 	"cmp"
 	"errors"
 	"math"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -81,8 +80,15 @@ type Consumer struct {
 	// RegisteredAt is the time of the first heartbeat since the consumer
 	// was last registered. It never changes while the consumer stays.
 	RegisteredAt time.Time
-	// LastHeartbeat is the time of the newest heartbeat.
+	// LastHeartbeat is the time of the newest heartbeat: when the consumer
+	// was last seen.
 	LastHeartbeat time.Time
+	// LastActive is the time of the newest heartbeat that reported
+	// Leases > 0: when the consumer last had work. It is the zero Time if
+	// no heartbeat since registration has. A poller that beats but never
+	// gets messages is alive (LastHeartbeat is recent) but idle
+	// (LastActive is old or zero).
+	LastActive time.Time
 	// Age is now minus LastHeartbeat for the now of the read, never
 	// negative.
 	Age time.Duration
@@ -100,6 +106,10 @@ var (
 	// ErrKeyTooLong is returned by a heartbeat whose key strings add up to
 	// more than 4 GiB - 1 bytes.
 	ErrKeyTooLong = errors.New("presence: key longer than 4 GiB")
+	// ErrGroupFull is returned by a heartbeat that would register a
+	// consumer in a group that already has the number of consumers set by
+	// WithMaxConsumersPerGroup.
+	ErrGroupFull = errors.New("presence: consumer group full")
 	// ErrNilHandle is returned by Heartbeat on a nil *Handle.
 	ErrNilHandle = errors.New("presence: nil handle")
 )
@@ -115,15 +125,19 @@ type Registry struct {
 	max    int64 // 0: no limit
 	// total counts live entries registry-wide. It is only maintained when
 	// max > 0, since only the limit needs an exact global figure.
-	total atomic.Int64
+	total       atomic.Int64
+	maxPerGroup int // 0: no limit
+	ix          index
+	events      events
 }
 
 // Option configures a Registry in New.
 type Option func(*config)
 
 type config struct {
-	shards    int
-	max       int
+	shards      int
+	max         int
+	maxPerGroup int
 	presize   int
 	seed      uint64
 	seedGiven bool
@@ -153,6 +167,15 @@ func WithMaxConsumers(n int) Option {
 	}
 }
 
+// WithMaxConsumersPerGroup limits every (queue, group) to n consumers, as
+// Kafka's group.max.size does: a heartbeat that would register one more in a
+// full group returns ErrGroupFull and changes nothing. Refreshes always
+// succeed. n <= 0 means no limit, the default. The registry-wide limit of
+// WithMaxConsumers applies as well.
+func WithMaxConsumersPerGroup(n int) Option {
+	return func(c *config) { c.maxPerGroup = max(n, 0) }
+}
+
 // maxPresize caps WithPresize, so that a wild hint cannot allocate gigabytes
 // up front; the maps still grow past it on demand.
 const maxPresize = 1 << 24
@@ -175,8 +198,10 @@ func New(opts ...Option) *Registry {
 	r := &Registry{
 		shards: make([]shard, c.shards),
 		shift:  uint(64 - log2(c.shards)),
-		max:    int64(c.max),
-		seed:   newSeed(),
+		max:         int64(c.max),
+		maxPerGroup: c.maxPerGroup,
+		seed:        newSeed(),
+		ix:          newIndex(),
 	}
 	if c.seedGiven {
 		r.seed = c.seed
@@ -262,8 +287,7 @@ func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64
 				live = cur
 				return cur, false
 			}
-			if !r.reserve() {
-				err = ErrTooManyConsumers
+			if err = r.admit(mk.k, fresh); err != nil {
 				// Keep a retired entry for its remover to delete;
 				// an absent key stays absent.
 				return cur, !loaded
@@ -275,13 +299,28 @@ func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64
 		case err != nil:
 			return nil, err
 		case live == nil:
+			r.events.emit(EventJoined, mk.k, now)
 			return fresh, nil
 		case live.Refresh(now, leases):
 			return live, nil
 		}
-		// The live entry was retired between Compute and refresh: go
+		// The live entry was retired between Compute and Refresh: go
 		// round again, this time replacing it.
 	}
+}
+
+// admit checks the limits for a new entry and enters it in the group
+// index. It runs under the shard's bucket lock, before the entry becomes
+// visible in the shard.
+func (r *Registry) admit(k Key, e *entry.Entry) error {
+	if !r.reserve() {
+		return ErrTooManyConsumers
+	}
+	if err := r.ix.join(GroupKey{Queue: k.Queue, Group: k.Group}, e, r.maxPerGroup); err != nil {
+		r.unreserve()
+		return err
+	}
+	return nil
 }
 
 // reserve takes one slot under the registry-wide limit, if there is one.
@@ -296,12 +335,21 @@ func (r *Registry) reserve() bool {
 	return true
 }
 
-// retired is called once for every entry whose retire CAS succeeded.
-func (r *Registry) retired(s *shard) {
-	s.live.Add(-1)
+func (r *Registry) unreserve() {
 	if r.max != 0 {
 		r.total.Add(-1)
 	}
+}
+
+// remove finishes the removal of e, whose retire CAS this caller won: it
+// gives back its slot, takes it out of its group and its shard, and
+// reports the event.
+func (r *Registry) remove(s *shard, mk mkey, e *entry.Entry, kind EventKind, now int64) {
+	s.live.Add(-1)
+	r.unreserve()
+	r.ix.leave(GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}, e)
+	unlink(s, mk, e)
+	r.events.emit(kind, mk.k, now)
 }
 
 // unlink deletes e from s's map if the map still holds e. mk must be the
@@ -328,38 +376,13 @@ func (r *Registry) Deregister(k Key) bool {
 		}
 		mk := mkey{h: h, k: entryKey(e)}
 		if e.Retire() {
-			r.retired(s)
-			unlink(s, mk, e)
+			r.remove(s, mk, e, EventLeft, noTime)
 			return true
 		}
 		// Another remover retired e and has not unlinked it yet; help,
 		// then look again, since a heartbeat may have registered k anew.
 		unlink(s, mk, e)
 	}
-}
-
-// Snapshot returns every consumer, sorted by Queue, then Group, then
-// Consumer, compared byte-wise, with Age and State computed for now and ttl.
-// Expired consumers are included until PruneExpired removes them.
-//
-// Snapshot is weakly consistent, like sync.Map.Range: it visits the shards
-// one at a time and never blocks heartbeats for longer than one bucket copy,
-// so a consumer that registers, refreshes or leaves while it runs may or may
-// not be reflected. Each consumer appears at most once. It costs O(n log n)
-// for n consumers and allocates the result.
-func (r *Registry) Snapshot(now time.Time, ttl time.Duration) []Consumer {
-	ns := nanotime.FromTime(now)
-	out := make([]Consumer, 0, r.Len())
-	for i := range r.shards {
-		r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
-			if c, ok := row(mk.k, e, ns, ttl); ok {
-				out = append(out, c)
-			}
-			return true
-		})
-	}
-	slices.SortFunc(out, compareConsumers)
-	return out
 }
 
 // row builds the snapshot row of a live entry.
@@ -373,10 +396,20 @@ func row(k Key, e *entry.Entry, now int64, ttl time.Duration) (Consumer, bool) {
 		Key:           k,
 		RegisteredAt:  nanotime.ToTime(e.Registered()),
 		LastHeartbeat: nanotime.ToTime(hb),
+		LastActive:    activeTime(e.Active()),
 		Age:           age,
 		Leases:        e.Leases(),
 		State:         st,
 	}, true
+}
+
+// activeTime converts an entry's active word to a time, entry.NoActive to
+// the zero Time.
+func activeTime(ns int64) time.Time {
+	if ns == entry.NoActive {
+		return time.Time{}
+	}
+	return nanotime.ToTime(ns)
 }
 
 func compareConsumers(a, b Consumer) int {
@@ -395,33 +428,14 @@ func CompareKeys(a, b Key) int {
 	return cmp.Compare(a.Consumer, b.Consumer)
 }
 
-// CountActiveByGroup returns the number of Active consumers of every
-// (queue, group) that has at least one; groups with none are absent. It
-// builds no snapshot and sorts nothing: one pass over the shards, with the
-// consistency of Snapshot.
-func (r *Registry) CountActiveByGroup(now time.Time, ttl time.Duration) map[GroupKey]int {
-	ns := nanotime.FromTime(now)
-	out := make(map[GroupKey]int)
-	for i := range r.shards {
-		r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
-			hb := e.HB()
-			if hb == nanotime.Retired {
-				return true
-			}
-			if _, st := classifyAt(ns, hb, ttl); st == Active {
-				out[GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}]++
-			}
-			return true
-		})
-	}
-	return out
-}
-
 // PruneExpired removes every consumer that is Expired at now under ttl, and
 // returns how many it removed. It visits the shards one at a time, like
-// Snapshot. A heartbeat that races with the removal of its consumer is never
-// lost: either the heartbeat lands first and the consumer stays, or the
-// removal does and the heartbeat registers the consumer again.
+// Snapshot, in O(n). A heartbeat that races with the removal of its consumer
+// is never lost: either the heartbeat lands first and the consumer stays, or
+// the removal does and the heartbeat registers the consumer again.
+//
+// Each pass also emits the Stale, Revived and Expired events of the consumers
+// it visits (see EventKind). Run it on a timer with a Sweeper.
 func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 	ns := nanotime.FromTime(now)
 	n := 0
@@ -434,11 +448,11 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 					return true
 				}
 				if _, st := classifyAt(ns, hb, ttl); st != Expired {
+					r.observe(mk.k, e, st, ns)
 					return true
 				}
 				if e.RetireIf(hb) {
-					r.retired(s)
-					unlink(s, mk, e)
+					r.remove(s, mk, e, EventExpired, ns)
 					n++
 					return true
 				}

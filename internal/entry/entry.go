@@ -25,12 +25,27 @@ type Entry struct {
 	// lw packs the lease count (low 32 bits) with a write sequence (high
 	// 32 bits), so that a lease write that lost a race can be detected by
 	// CAS; see Refresh.
-	lw         atomic.Uint64
+	lw atomic.Uint64
+	// active is the newest heartbeat that reported leases > 0, or
+	// NoActive. It moves forwards only, like hb.
+	active     atomic.Int64
 	registered int64 // immutable after creation
 	// Lengths of the key strings that follow the header.
 	ql, gl, cl uint32
-	_          uint32
+	// flags holds bits that readers and sweepers set (FlagStale); a
+	// refresh never writes it.
+	flags atomic.Uint32
 }
+
+// NoActive is the active time of an entry that never reported leases.
+const NoActive = math.MinInt64
+
+// Flag bits of an entry.
+const (
+	// FlagStale records that the last sweep saw the entry Stale, so that
+	// the next one can tell a transition from a repeat.
+	FlagStale uint32 = 1 << iota
+)
 
 // Size is the size of the header that precedes the key bytes.
 const Size = unsafe.Sizeof(Entry{})
@@ -54,6 +69,10 @@ func New(queue, group, consumer string, now int64, leases uint32) *Entry {
 	e := (*Entry)(base)
 	e.hb.Store(now)
 	e.lw.Store(uint64(leases))
+	e.active.Store(NoActive)
+	if leases > 0 {
+		e.active.Store(now)
+	}
 	e.registered = now
 	e.ql, e.gl, e.cl = uint32(ql), uint32(gl), uint32(cl)
 
@@ -101,6 +120,15 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 			break
 		}
 	}
+	if leases > 0 {
+		// One more CAS, almost always on the first try: active <= hb < now.
+		for {
+			a := e.active.Load()
+			if now <= a || e.active.CompareAndSwap(a, now) {
+				break
+			}
+		}
+	}
 	afterTimeCAS()
 	for {
 		w := e.lw.Load()
@@ -143,6 +171,29 @@ func (e *Entry) HB() int64 { return e.hb.Load() }
 
 // Registered returns the registration time in Unix nanoseconds.
 func (e *Entry) Registered() int64 { return e.registered }
+
+// Active returns the newest heartbeat with leases > 0, or NoActive.
+func (e *Entry) Active() int64 { return e.active.Load() }
+
+// Flags returns the entry's flag bits.
+func (e *Entry) Flags() uint32 { return e.flags.Load() }
+
+// SetFlag sets or clears bit f and reports whether this call changed it.
+func (e *Entry) SetFlag(f uint32, on bool) bool {
+	for {
+		old := e.flags.Load()
+		next := old &^ f
+		if on {
+			next = old | f
+		}
+		if next == old {
+			return false
+		}
+		if e.flags.CompareAndSwap(old, next) {
+			return true
+		}
+	}
+}
 
 // Live reports whether the entry has not been retired.
 func (e *Entry) Live() bool { return e.hb.Load() != nanotime.Retired }

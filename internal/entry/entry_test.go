@@ -5,12 +5,12 @@ import (
 	"unsafe"
 )
 
-// The header is five words on every platform: a change that adds a field,
+// The header is six words on every platform: a change that adds a field,
 // or a pointer, has to be deliberate (it costs memory per consumer, and a
 // pointer would make the block scannable).
 func TestLayout(t *testing.T) {
-	if Size != 40 {
-		t.Fatalf("entry header is %d bytes, want 40", Size)
+	if Size != 48 {
+		t.Fatalf("entry header is %d bytes, want 48", Size)
 	}
 	e := New("queue", "group", "consumer", 1, 2)
 	if uintptr(unsafe.Pointer(e))%8 != 0 {
@@ -32,5 +32,34 @@ func TestEmptyKey(t *testing.T) {
 	e := New("", "", "", 0, 0)
 	if q, g, c := e.Key(); q != "" || g != "" || c != "" {
 		t.Fatal("empty key did not round-trip")
+	}
+}
+
+func TestActiveFollowsLeasedBeats(t *testing.T) {
+	e := New("q", "g", "c", 10, 0)
+	if e.Active() != NoActive {
+		t.Fatal("a consumer registered without leases has no active time")
+	}
+	e.Refresh(20, 3)
+	e.Refresh(30, 0)
+	if e.Active() != 20 || e.HB() != 30 {
+		t.Fatalf("active %d hb %d, want 20 30", e.Active(), e.HB())
+	}
+	e.Refresh(25, 9) // stale beat: changes nothing
+	if e.Active() != 20 || e.Leases() != 0 {
+		t.Fatal("a stale beat moved active or leases")
+	}
+	if New("q", "g", "c", 7, 1).Active() != 7 {
+		t.Fatal("a consumer registered with leases is active at registration")
+	}
+}
+
+func TestSetFlag(t *testing.T) {
+	e := New("q", "g", "c", 0, 0)
+	if !e.SetFlag(FlagStale, true) || e.SetFlag(FlagStale, true) || e.Flags() != FlagStale {
+		t.Fatal("setting a flag")
+	}
+	if !e.SetFlag(FlagStale, false) || e.SetFlag(FlagStale, false) || e.Flags() != 0 {
+		t.Fatal("clearing a flag")
 	}
 }

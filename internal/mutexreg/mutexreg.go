@@ -21,7 +21,16 @@ import (
 type entry struct {
 	registered int64
 	hb         int64
+	active     int64 // latest hb with leases > 0; hasActive says whether there is one
+	hasActive  bool
 	leases     uint32
+}
+
+func (e entry) lastActive() time.Time {
+	if !e.hasActive {
+		return time.Time{}
+	}
+	return nanotime.ToTime(e.active)
 }
 
 // Registry is the mutex-guarded reference registry.
@@ -56,6 +65,9 @@ func (r *Registry) Heartbeat(k presence.Key, leases uint32, now time.Time) error
 		if ns >= e.hb {
 			e.hb = ns
 			e.leases = leases
+			if leases > 0 {
+				e.active, e.hasActive = ns, true
+			}
 			r.m[k] = e
 		}
 		return nil
@@ -66,7 +78,7 @@ func (r *Registry) Heartbeat(k presence.Key, leases uint32, now time.Time) error
 	if r.max > 0 && len(r.m) >= r.max {
 		return presence.ErrTooManyConsumers
 	}
-	r.m[clone(k)] = entry{registered: ns, hb: ns, leases: leases}
+	r.m[clone(k)] = entry{registered: ns, hb: ns, leases: leases, active: ns, hasActive: leases > 0}
 	return nil
 }
 
@@ -109,6 +121,7 @@ func (r *Registry) Snapshot(now time.Time, ttl time.Duration) []presence.Consume
 			Key:           k,
 			RegisteredAt:  nanotime.ToTime(e.registered),
 			LastHeartbeat: nanotime.ToTime(e.hb),
+			LastActive:    e.lastActive(),
 			Age:           age,
 			Leases:        e.leases,
 			State:         presence.Classify(age, ttl),

@@ -85,7 +85,8 @@ func (r *Registry) Snapshot(now time.Time, ttl time.Duration) []presence.Consume
 	r.each(now, ttl, func(k presence.Key, e *entry.Entry, hb int64, st presence.State) {
 		out = append(out, presence.Consumer{
 			Key: k, RegisteredAt: nanotime.ToTime(e.Registered()), LastHeartbeat: nanotime.ToTime(hb),
-			Age: nanotime.Age(ns, hb), Leases: e.Leases(), State: st,
+			LastActive: activeTime(e.Active()),
+			Age:        nanotime.Age(ns, hb), Leases: e.Leases(), State: st,
 		})
 	})
 	slices.SortFunc(out, func(a, b presence.Consumer) int { return presence.CompareKeys(a.Key, b.Key) })
@@ -118,3 +119,10 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 
 // Len returns the number of consumers.
 func (r *Registry) Len() int { return int(r.n.Load()) }
+
+func activeTime(ns int64) time.Time {
+	if ns == entry.NoActive {
+		return time.Time{}
+	}
+	return nanotime.ToTime(ns)
+}

@@ -1,0 +1,196 @@
+package presence
+
+import (
+	"iter"
+	"slices"
+	"time"
+
+	"github.com/seed351623e9/presence/internal/entry"
+	"github.com/seed351623e9/presence/internal/nanotime"
+)
+
+// Every view is weakly consistent, like sync.Map.Range: it never blocks
+// heartbeats for longer than one bucket copy or one group-lock copy, and a
+// consumer that changes while it runs may or may not be reflected. No view
+// lists a consumer twice.
+
+// Snapshot returns every consumer, sorted by Queue, then Group, then
+// Consumer, compared byte-wise, with Age and State computed for now and ttl.
+// Expired consumers are included until PruneExpired removes them.
+//
+// Snapshot visits the shards one at a time and never stops the world. It
+// costs O(n log n) for n consumers and allocates the result; a dashboard that
+// polls can reuse its slice with AppendSnapshot.
+func (r *Registry) Snapshot(now time.Time, ttl time.Duration) []Consumer {
+	return r.AppendSnapshot(make([]Consumer, 0, r.Len()), now, ttl)
+}
+
+// AppendSnapshot appends the rows of Snapshot to dst, sorted as Snapshot
+// sorts them, and returns the extended slice; the rows already in dst are
+// left as they are. It allocates only if dst lacks the capacity.
+func (r *Registry) AppendSnapshot(dst []Consumer, now time.Time, ttl time.Duration) []Consumer {
+	ns := nanotime.FromTime(now)
+	start := len(dst)
+	for i := range r.shards {
+		r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
+			if c, ok := row(mk.k, e, ns, ttl); ok {
+				dst = append(dst, c)
+			}
+			return true
+		})
+	}
+	slices.SortFunc(dst[start:], compareConsumers)
+	return dst
+}
+
+// All returns an iterator over every consumer, in no particular order,
+// without copying the registry: rows are built one at a time as the caller
+// ranges. It visits the shards one at a time; stopping the range early stops
+// the walk.
+func (r *Registry) All(now time.Time, ttl time.Duration) iter.Seq[Consumer] {
+	ns := nanotime.FromTime(now)
+	return func(yield func(Consumer) bool) {
+		for i := range r.shards {
+			more := true
+			r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
+				if c, ok := row(mk.k, e, ns, ttl); ok {
+					more = yield(c)
+				}
+				return more
+			})
+			if !more {
+				return
+			}
+		}
+	}
+}
+
+// Lookup returns consumer k's row at now under ttl, and whether k is
+// registered. It costs one hash and one lock-free map read.
+func (r *Registry) Lookup(k Key, now time.Time, ttl time.Duration) (Consumer, bool) {
+	h := hashKey(r.seed, &k)
+	e, ok := r.shardOf(h).m.Load(mkey{h: h, k: k})
+	if !ok {
+		return Consumer{}, false
+	}
+	return row(entryKey(e), e, nanotime.FromTime(now), ttl)
+}
+
+// SnapshotGroup returns the consumers of group g, sorted as Snapshot sorts
+// them. Its cost grows with the size of the group, not of the registry: it
+// reads the group index, holding the group's lock only while it copies the
+// member pointers.
+func (r *Registry) SnapshotGroup(g GroupKey, now time.Time, ttl time.Duration) []Consumer {
+	grp, ok := r.ix.groups.Load(g)
+	if !ok {
+		return []Consumer{}
+	}
+	return rows(grp.appendMembers(nil), nanotime.FromTime(now), ttl)
+}
+
+// SnapshotQueue returns the consumers of every group of queue, sorted as
+// Snapshot sorts them. Its cost grows with the size of the queue, not of the
+// registry.
+func (r *Registry) SnapshotQueue(queue string, now time.Time, ttl time.Duration) []Consumer {
+	var members []*entry.Entry
+	for _, g := range r.ix.groupsOf(queue) {
+		members = g.appendMembers(members)
+	}
+	return rows(members, nanotime.FromTime(now), ttl)
+}
+
+// rows builds the sorted rows of the live entries among es.
+func rows(es []*entry.Entry, now int64, ttl time.Duration) []Consumer {
+	out := make([]Consumer, 0, len(es))
+	for _, e := range es {
+		if c, ok := row(entryKey(e), e, now, ttl); ok {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, compareConsumers)
+	return out
+}
+
+// Counts is the number of consumers in each state.
+type Counts struct {
+	Active, Stale, Expired int
+}
+
+// Total returns Active + Stale + Expired.
+func (c Counts) Total() int { return c.Active + c.Stale + c.Expired }
+
+func (c *Counts) add(s State) {
+	switch s {
+	case Active:
+		c.Active++
+	case Stale:
+		c.Stale++
+	default:
+		c.Expired++
+	}
+}
+
+// Stats is the registry-wide count of consumers by state.
+type Stats = Counts
+
+// Stats counts every consumer by state at now under ttl. It is one pass over
+// the shards, with no allocation and no sort.
+func (r *Registry) Stats(now time.Time, ttl time.Duration) Stats {
+	ns := nanotime.FromTime(now)
+	var st Stats
+	for i := range r.shards {
+		r.shards[i].m.Range(func(_ mkey, e *entry.Entry) bool {
+			if hb := e.HB(); hb != nanotime.Retired {
+				_, s := classifyAt(ns, hb, ttl)
+				st.add(s)
+			}
+			return true
+		})
+	}
+	return st
+}
+
+// CountByGroup returns, for every group with at least one consumer, how
+// many are Active, Stale and Expired at now under ttl. It walks the group
+// index: no snapshot, no sort, and no hashing of keys per consumer.
+func (r *Registry) CountByGroup(now time.Time, ttl time.Duration) map[GroupKey]Counts {
+	out := make(map[GroupKey]Counts)
+	r.eachGroupCount(now, ttl, func(g GroupKey, c Counts) {
+		if c.Total() > 0 {
+			out[g] = c
+		}
+	})
+	return out
+}
+
+// CountActiveByGroup returns the number of Active consumers of every
+// (queue, group) that has at least one; groups with none are absent. Like
+// CountByGroup it walks the group index and builds no snapshot.
+func (r *Registry) CountActiveByGroup(now time.Time, ttl time.Duration) map[GroupKey]int {
+	out := make(map[GroupKey]int)
+	r.eachGroupCount(now, ttl, func(g GroupKey, c Counts) {
+		if c.Active > 0 {
+			out[g] = c.Active
+		}
+	})
+	return out
+}
+
+// eachGroupCount counts the live members of every group, one group lock at
+// a time.
+func (r *Registry) eachGroupCount(now time.Time, ttl time.Duration, f func(GroupKey, Counts)) {
+	ns := nanotime.FromTime(now)
+	r.ix.groups.Range(func(gk GroupKey, g *group) bool {
+		var c Counts
+		g.mu.Lock()
+		for e := range g.members {
+			if hb := e.HB(); hb != nanotime.Retired {
+				_, s := classifyAt(ns, hb, ttl)
+				c.add(s)
+			}
+		}
+		g.mu.Unlock()
+		f(g.key, c)
+		return true
+	})
+}
