@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,8 @@ import (
 // Layout:
 //
 //	byte 0       config: bits 0-2 pick WithMaxConsumers (0 = none, else 1..7),
-//	             bits 3-5 pick WithShards (1 << n)
+//	             bits 3-5 pick WithShards (1 << n),
+//	             bits 6-7 pick WithMaxConsumersPerGroup (0 = none, else 1..3)
 //	then ops, each an opcode byte followed by its arguments:
 //	  op%8 == 0,1  Heartbeat        key, leases, clock
 //	  op%8 == 2    Handle.Heartbeat key, leases, clock
@@ -29,7 +31,11 @@ import (
 //	  op%8 == 4    PruneExpired     ttl
 //	  op%8 == 5    Snapshot         ttl
 //	  op%8 == 6    CountActiveByGroup ttl
-//	  op%8 == 7    Len
+//	  op%8 == 7    a read picked by the next byte b, b%8:
+//	               0 Len, 1 Lookup key ttl, 2 SnapshotGroup key ttl (the key's group),
+//	               3 SnapshotQueue key ttl (the key's queue), 4 Stats ttl,
+//	               5 CountByGroup ttl, 6 AppendSnapshot ttl (onto one sentinel row),
+//	               7 All ttl (collected, then sorted)
 //
 //	key    1 byte: queue = alphabet[b&7], group = alphabet[b>>3&7], consumer = alphabet[b>>6]
 //	leases 1 byte: 0, 1, MaxUint32 or the byte itself
@@ -108,9 +114,10 @@ func runProgram(t *testing.T, data []byte) {
 	cfg := p.next()
 	limit := int(cfg & 7)
 	shards := 1 << (cfg >> 3 & 7)
-	reg := presence.New(presence.WithMaxConsumers(limit), presence.WithShards(shards))
-	ref := mutexreg.New(limit)
-	trace := []string{fmt.Sprintf("New(WithMaxConsumers(%d), WithShards(%d))", limit, shards)}
+	perGroup := int(cfg >> 6)
+	reg := presence.New(presence.WithMaxConsumers(limit), presence.WithShards(shards), presence.WithMaxConsumersPerGroup(perGroup))
+	ref := mutexreg.NewWithGroupLimit(limit, perGroup)
+	trace := []string{fmt.Sprintf("New(WithMaxConsumers(%d), WithShards(%d), WithMaxConsumersPerGroup(%d))", limit, shards, perGroup)}
 	fail := func(format string, args ...any) {
 		t.Helper()
 		t.Fatalf("%s\ntrace:\n  %s", fmt.Sprintf(format, args...), strings.Join(trace, "\n  "))
@@ -164,16 +171,67 @@ func runProgram(t *testing.T, data []byte) {
 				fail("CountActiveByGroup = %q, reference %q", got, want)
 			}
 		case 7:
-			got, want := reg.Len(), ref.Len()
-			trace = append(trace, fmt.Sprintf("Len() = %d", got))
-			if got != want {
-				fail("Len = %d, reference %d", got, want)
-			}
+			readOp(p, reg, ref, now, &trace, fail)
 		}
 	}
 	trace = append(trace, "final Snapshot")
 	for _, ttl := range []time.Duration{0, 30 * time.Second, math.MaxInt64} {
 		compareSnapshots(t, reg.Snapshot(now, ttl), ref.Snapshot(now, ttl), fail)
+	}
+}
+
+// readOp runs one of the read-only views on both registries and compares.
+func readOp(p *program, reg *presence.Registry, ref *mutexreg.Registry, now time.Time, trace *[]string, fail func(string, ...any)) {
+	which := p.next() % 8
+	if which == 0 {
+		got, want := reg.Len(), ref.Len()
+		*trace = append(*trace, fmt.Sprintf("Len() = %d", got))
+		if got != want {
+			fail("Len = %d, reference %d", got, want)
+		}
+		return
+	}
+	var k presence.Key
+	if which <= 3 {
+		k = p.key()
+	}
+	ttl := p.ttl()
+	g := presence.GroupKey{Queue: k.Queue, Group: k.Group}
+	var got, want any
+	switch which {
+	case 1:
+		c1, ok1 := reg.Lookup(k, now, ttl)
+		c2, ok2 := ref.Lookup(k, now, ttl)
+		*trace = append(*trace, fmt.Sprintf("Lookup(%q, %v, %v) = %v", k, now, ttl, ok1))
+		got, want = []any{rowsString([]presence.Consumer{c1}), ok1}, []any{rowsString([]presence.Consumer{c2}), ok2}
+	case 2:
+		*trace = append(*trace, fmt.Sprintf("SnapshotGroup(%q, %v, %v)", g, now, ttl))
+		got, want = rowsString(reg.SnapshotGroup(g, now, ttl)), rowsString(ref.SnapshotGroup(g, now, ttl))
+	case 3:
+		*trace = append(*trace, fmt.Sprintf("SnapshotQueue(%q, %v, %v)", k.Queue, now, ttl))
+		got, want = rowsString(reg.SnapshotQueue(k.Queue, now, ttl)), rowsString(ref.SnapshotQueue(k.Queue, now, ttl))
+	case 4:
+		*trace = append(*trace, fmt.Sprintf("Stats(%v, %v)", now, ttl))
+		got, want = reg.Stats(now, ttl), ref.Stats(now, ttl)
+	case 5:
+		*trace = append(*trace, fmt.Sprintf("CountByGroup(%v, %v)", now, ttl))
+		got, want = reg.CountByGroup(now, ttl), ref.CountByGroup(now, ttl)
+	case 6:
+		*trace = append(*trace, fmt.Sprintf("AppendSnapshot(sentinel, %v, %v)", now, ttl))
+		sentinel := presence.Consumer{Key: presence.Key{Queue: "\xff\xff sentinel"}}
+		got = rowsString(reg.AppendSnapshot([]presence.Consumer{sentinel}, now, ttl))
+		want = rowsString(append([]presence.Consumer{sentinel}, ref.Snapshot(now, ttl)...))
+	case 7:
+		*trace = append(*trace, fmt.Sprintf("All(%v, %v)", now, ttl))
+		var all []presence.Consumer
+		for c := range reg.All(now, ttl) {
+			all = append(all, c)
+		}
+		slices.SortFunc(all, func(a, b presence.Consumer) int { return presence.CompareKeys(a.Key, b.Key) })
+		got, want = rowsString(all), rowsString(ref.Snapshot(now, ttl))
+	}
+	if !reflect.DeepEqual(got, want) {
+		fail("read %d differs:\n got  %v\n want %v", which, got, want)
 	}
 }
 
@@ -210,6 +268,12 @@ func FuzzRegistry(f *testing.F) {
 	f.Add([]byte{0x00, 0, 0x01, 0, 3, 0, 0x08, 0, 3, 0, 0x30, 0, 3, 0, 0x06, 0, 3, 7, 6, 3, 5, 3})
 	// Leases at MaxUint32, then a prune with a negative TTL.
 	f.Add([]byte{0x00, 0, 5, 0xfe, 3, 0, 6, 0xfe, 4, 4, 8, 5, 8})
+	// Per-group limit 1 (config bits 6-7): a second consumer of group ("", "")
+	// is refused, one in another group is not; then every read view.
+	f.Add([]byte{0x40, 0, 0x00, 1, 3, 0, 0x40, 1, 3, 0, 0x08, 2, 3,
+		7, 0, 7, 1, 0x00, 3, 7, 2, 0x00, 3, 7, 3, 0x00, 3, 7, 4, 3, 7, 5, 3, 7, 6, 3, 7, 7, 3})
+	// LastActive: beat with leases, then without, then an older beat with leases.
+	f.Add([]byte{0x00, 0, 7, 5, 3, 0, 7, 0, 4, 0, 7, 9, 5, 7, 1, 7, 3})
 	f.Fuzz(runProgram)
 }
 

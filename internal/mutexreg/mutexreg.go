@@ -35,15 +35,24 @@ func (e entry) lastActive() time.Time {
 
 // Registry is the mutex-guarded reference registry.
 type Registry struct {
-	mu  sync.Mutex
-	m   map[presence.Key]entry
-	max int
+	mu          sync.Mutex
+	m           map[presence.Key]entry
+	max         int
+	maxPerGroup int
 }
 
 // New returns an empty Registry limited to max consumers; max <= 0 means no
 // limit.
 func New(max int) *Registry {
 	return &Registry{m: make(map[presence.Key]entry), max: max}
+}
+
+// NewWithGroupLimit is New with a limit of perGroup consumers in each
+// (queue, group) as well; perGroup <= 0 means no limit.
+func NewWithGroupLimit(max, perGroup int) *Registry {
+	r := New(max)
+	r.maxPerGroup = perGroup
+	return r
 }
 
 // clone copies k's strings, as the registry does, so that the map never
@@ -77,6 +86,17 @@ func (r *Registry) Heartbeat(k presence.Key, leases uint32, now time.Time) error
 	}
 	if r.max > 0 && len(r.m) >= r.max {
 		return presence.ErrTooManyConsumers
+	}
+	if r.maxPerGroup > 0 {
+		n := 0
+		for other := range r.m {
+			if other.Queue == k.Queue && other.Group == k.Group {
+				n++
+			}
+		}
+		if n >= r.maxPerGroup {
+			return presence.ErrGroupFull
+		}
 	}
 	r.m[clone(k)] = entry{registered: ns, hb: ns, leases: leases, active: ns, hasActive: leases > 0}
 	return nil
@@ -163,4 +183,69 @@ func (r *Registry) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.m)
+}
+
+// filter returns the rows of Snapshot for which keep is true.
+func (r *Registry) filter(now time.Time, ttl time.Duration, keep func(presence.Key) bool) []presence.Consumer {
+	out := []presence.Consumer{}
+	for _, c := range r.Snapshot(now, ttl) {
+		if keep(c.Key) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Lookup returns k's row from a snapshot.
+func (r *Registry) Lookup(k presence.Key, now time.Time, ttl time.Duration) (presence.Consumer, bool) {
+	rows := r.filter(now, ttl, func(x presence.Key) bool { return x == k })
+	if len(rows) == 0 {
+		return presence.Consumer{}, false
+	}
+	return rows[0], true
+}
+
+// SnapshotGroup returns the snapshot rows of group g.
+func (r *Registry) SnapshotGroup(g presence.GroupKey, now time.Time, ttl time.Duration) []presence.Consumer {
+	return r.filter(now, ttl, func(x presence.Key) bool { return x.Queue == g.Queue && x.Group == g.Group })
+}
+
+// SnapshotQueue returns the snapshot rows of queue q.
+func (r *Registry) SnapshotQueue(q string, now time.Time, ttl time.Duration) []presence.Consumer {
+	return r.filter(now, ttl, func(x presence.Key) bool { return x.Queue == q })
+}
+
+// Stats counts a snapshot's rows by state.
+func (r *Registry) Stats(now time.Time, ttl time.Duration) presence.Stats {
+	var st presence.Stats
+	for _, c := range r.Snapshot(now, ttl) {
+		switch c.State {
+		case presence.Active:
+			st.Active++
+		case presence.Stale:
+			st.Stale++
+		default:
+			st.Expired++
+		}
+	}
+	return st
+}
+
+// CountByGroup counts a snapshot's rows by group and state.
+func (r *Registry) CountByGroup(now time.Time, ttl time.Duration) map[presence.GroupKey]presence.Counts {
+	out := map[presence.GroupKey]presence.Counts{}
+	for _, c := range r.Snapshot(now, ttl) {
+		g := presence.GroupKey{Queue: c.Queue, Group: c.Group}
+		n := out[g]
+		switch c.State {
+		case presence.Active:
+			n.Active++
+		case presence.Stale:
+			n.Stale++
+		default:
+			n.Expired++
+		}
+		out[g] = n
+	}
+	return out
 }
