@@ -1,6 +1,8 @@
 package presence_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -85,4 +87,136 @@ func ExampleClassify() {
 	// 10s active
 	// 45s stale
 	// 1m30s expired
+}
+
+func ExampleRegistry_SnapshotGroup() {
+	r := presence.New()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	_ = r.Heartbeat(presence.Key{Queue: "orders", Group: "workers", Consumer: "w2"}, 1, now)
+	_ = r.Heartbeat(presence.Key{Queue: "orders", Group: "workers", Consumer: "w1"}, 0, now.Add(-40*time.Second))
+	_ = r.Heartbeat(presence.Key{Queue: "orders", Group: "audit", Consumer: "a1"}, 0, now)
+
+	// Costs what the group holds, not what the registry holds.
+	for _, c := range r.SnapshotGroup(presence.GroupKey{Queue: "orders", Group: "workers"}, now, presence.DefaultTTL) {
+		fmt.Println(c.Consumer, c.State)
+	}
+	fmt.Println(len(r.SnapshotQueue("orders", now, presence.DefaultTTL)), "in the queue")
+	// Output:
+	// w1 stale
+	// w2 active
+	// 3 in the queue
+}
+
+func ExampleRegistry_Lookup() {
+	r := presence.New()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	k := presence.Key{Queue: "orders", Group: "workers", Consumer: "poller"}
+	_ = r.Heartbeat(k, 4, now.Add(-time.Minute)) // got work a minute ago
+	_ = r.Heartbeat(k, 0, now)                   // polling, nothing to do
+
+	c, ok := r.Lookup(k, now, presence.DefaultTTL)
+	fmt.Println(ok, c.State, "seen", now.Sub(c.LastHeartbeat), "worked", now.Sub(c.LastActive), "ago")
+	// Output:
+	// true active seen 0s worked 1m0s ago
+}
+
+func ExampleRegistry_Stats() {
+	r := presence.New()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	_ = r.Heartbeat(presence.Key{Queue: "q", Group: "g", Consumer: "a"}, 0, now)
+	_ = r.Heartbeat(presence.Key{Queue: "q", Group: "g", Consumer: "b"}, 0, now.Add(-45*time.Second))
+	_ = r.Heartbeat(presence.Key{Queue: "q", Group: "h", Consumer: "c"}, 0, now.Add(-time.Hour))
+
+	fmt.Printf("%+v\n", r.Stats(now, presence.DefaultTTL))
+	fmt.Printf("%+v\n", r.CountByGroup(now, presence.DefaultTTL)[presence.GroupKey{Queue: "q", Group: "g"}])
+	// Output:
+	// {Active:1 Stale:1 Expired:1}
+	// {Active:1 Stale:1 Expired:0}
+}
+
+func ExampleRegistry_Subscribe() {
+	r := presence.New()
+	sub := r.Subscribe(16)
+	defer sub.Close()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	k := presence.Key{Queue: "orders", Group: "workers", Consumer: "w1"}
+
+	_ = r.Heartbeat(k, 0, now)
+	r.PruneExpired(now.Add(45*time.Second), presence.DefaultTTL) // a sweep sees it stale
+	r.PruneExpired(now.Add(2*time.Minute), presence.DefaultTTL)  // and then expired
+
+	for i := 0; i < 3; i++ {
+		e := <-sub.C
+		fmt.Println(e.Kind, e.Key.Consumer, e.At.Format(time.TimeOnly))
+	}
+	// Output:
+	// joined w1 12:00:00
+	// stale w1 12:00:45
+	// expired w1 12:02:00
+}
+
+func ExampleSweeper() {
+	r := presence.New()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	_ = r.Heartbeat(presence.Key{Queue: "orders", Group: "workers", Consumer: "dead"}, 0, now.Add(-time.Hour))
+
+	// In a broker: go sw.Run(ctx), with the default ticker and clock. Here
+	// the example drives one sweep by hand and stops.
+	ticks := make(chan time.Time)
+	ctx, cancel := context.WithCancel(context.Background())
+	sw := &presence.Sweeper{
+		Registry: r,
+		TTL:      presence.DefaultTTL,
+		Now:      func() time.Time { return now },
+		Ticks:    ticks,
+		OnSweep: func(_ time.Time, pruned int) {
+			fmt.Println("pruned", pruned)
+			cancel()
+		},
+	}
+	go func() { ticks <- now }()
+	fmt.Println(sw.Run(ctx))
+	// Output:
+	// pruned 1
+	// context canceled
+}
+
+func ExampleWithMaxConsumersPerGroup() {
+	r := presence.New(presence.WithMaxConsumersPerGroup(1))
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	fmt.Println(r.Heartbeat(presence.Key{Queue: "q", Group: "g", Consumer: "a"}, 0, now))
+	err := r.Heartbeat(presence.Key{Queue: "q", Group: "g", Consumer: "b"}, 0, now)
+	fmt.Println(err, errors.Is(err, presence.ErrGroupFull))
+	// Output:
+	// <nil>
+	// presence: consumer group full true
+}
+
+func ExampleRegistry_All() {
+	r := presence.New()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for _, c := range []string{"a", "b", "c"} {
+		_ = r.Heartbeat(presence.Key{Queue: "q", Group: "g", Consumer: c}, 2, now)
+	}
+	leases := 0
+	for c := range r.All(now, presence.DefaultTTL) { // no copy of the registry
+		leases += int(c.Leases)
+	}
+	fmt.Println("leases held:", leases)
+	// Output:
+	// leases held: 6
+}
+
+func ExampleRegistry_AppendSnapshot() {
+	r := presence.New()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	_ = r.Heartbeat(presence.Key{Queue: "q", Group: "g", Consumer: "a"}, 0, now)
+
+	var buf []presence.Consumer
+	for tick := 0; tick < 3; tick++ { // a dashboard polling: one buffer, reused
+		buf = r.AppendSnapshot(buf[:0], now, presence.DefaultTTL)
+	}
+	fmt.Println(len(buf), buf[0].Consumer)
+	// Output:
+	// 1 a
 }

@@ -138,9 +138,9 @@ type config struct {
 	shards      int
 	max         int
 	maxPerGroup int
-	presize   int
-	seed      uint64
-	seedGiven bool
+	presize     int
+	seed        uint64
+	seedGiven   bool
 }
 
 // WithShards sets the number of shards. n is rounded up to a power of two,
@@ -196,8 +196,8 @@ func New(opts ...Option) *Registry {
 		}
 	}
 	r := &Registry{
-		shards: make([]shard, c.shards),
-		shift:  uint(64 - log2(c.shards)),
+		shards:      make([]shard, c.shards),
+		shift:       uint(64 - log2(c.shards)),
 		max:         int64(c.max),
 		maxPerGroup: c.maxPerGroup,
 		seed:        newSeed(),

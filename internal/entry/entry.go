@@ -76,25 +76,28 @@ func New(queue, group, consumer string, now int64, leases uint32) *Entry {
 	e.registered = now
 	e.ql, e.gl, e.cl = uint32(ql), uint32(gl), uint32(cl)
 
-	kb := unsafe.Slice((*byte)(unsafe.Add(base, Size)), ql+gl+cl)
-	copy(kb, queue)
-	copy(kb[ql:], group)
-	copy(kb[ql+gl:], consumer)
+	if ql+gl+cl > 0 { // with no key bytes, base+Size is one past the block
+		kb := unsafe.Slice((*byte)(unsafe.Add(base, Size)), ql+gl+cl)
+		copy(kb, queue)
+		copy(kb[ql:], group)
+		copy(kb[ql+gl:], consumer)
+	}
 	return e
 }
 
 // Key returns the entry's key strings. Its strings are views of the entry's own
 // block, which is never written after newEntry returns.
 func (e *Entry) Key() (queue, group, consumer string) {
-	kb := unsafe.Add(unsafe.Pointer(e), Size)
-	return bytesString(kb, 0, e.ql), bytesString(kb, e.ql, e.gl), bytesString(kb, e.ql+e.gl, e.cl)
+	return e.bytes(0, e.ql), e.bytes(e.ql, e.gl), e.bytes(e.ql+e.gl, e.cl)
 }
 
-func bytesString(base unsafe.Pointer, off, n uint32) string {
+// bytes returns n key bytes from offset off as a string. It forms no
+// pointer for n == 0, which could point one past the block.
+func (e *Entry) bytes(off, n uint32) string {
 	if n == 0 {
 		return ""
 	}
-	return unsafe.String((*byte)(unsafe.Add(base, off)), n)
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e), Size+uintptr(off))), n)
 }
 
 // Refresh records a heartbeat at now carrying leases. It reports false, and

@@ -1,0 +1,7 @@
+package presence
+
+// IndexSizes returns the number of groups and queues in r's group index, so
+// that tests can check that empty ones are removed.
+func (r *Registry) IndexSizes() (groups, queues int) {
+	return r.ix.groups.Size(), r.ix.queues.Size()
+}

@@ -1,0 +1,72 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sweeper runs PruneExpired on a timer, so that dead consumers leave the
+// registry and Stale, Revived and Expired events are emitted without the
+// broker calling anything. Configure its fields, then call Run; a Sweeper
+// must not be changed while it runs.
+type Sweeper struct {
+	// Registry is the registry to sweep. Required.
+	Registry *Registry
+	// TTL is the heartbeat budget the sweeps classify with; zero or
+	// negative means DefaultTTL.
+	TTL time.Duration
+	// Interval is the time between sweeps; zero or negative means TTL/2,
+	// so that a consumer is removed at most half a TTL after it expires.
+	Interval time.Duration
+	// Now is the clock; nil means time.Now. Tests inject a fake one.
+	Now func() time.Time
+	// Ticks, if set, replaces the internal ticker: each value received
+	// starts a sweep. Tests drive sweeps with it, without sleeping.
+	Ticks <-chan time.Time
+	// OnSweep, if set, is called after every sweep with its now and the
+	// number of consumers it removed.
+	OnSweep func(now time.Time, pruned int)
+}
+
+// ErrNoRegistry is returned by Sweeper.Run without a Registry.
+var ErrNoRegistry = errors.New("presence: sweeper has no registry")
+
+// Run sweeps until ctx is done, then returns ctx's error. It starts no
+// goroutine: the sweeps run on the caller's, and a sweep in progress when
+// ctx is done completes before Run returns.
+func (s *Sweeper) Run(ctx context.Context) error {
+	if s.Registry == nil {
+		return ErrNoRegistry
+	}
+	ttl := s.TTL
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	now := s.Now
+	if now == nil {
+		now = time.Now
+	}
+	ticks := s.Ticks
+	if ticks == nil {
+		every := s.Interval
+		if every <= 0 {
+			every = max(ttl/2, time.Millisecond)
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		ticks = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ticks:
+			at := now()
+			n := s.Registry.PruneExpired(at, ttl)
+			if s.OnSweep != nil {
+				s.OnSweep(at, n)
+			}
+		}
+	}
+}
