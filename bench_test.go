@@ -21,7 +21,7 @@ func BenchmarkRegistry(b *testing.B) {
 	for _, impl := range benchkit.Impls {
 		b.Run("impl="+impl.Name, func(b *testing.B) {
 			for _, c := range benchkit.Suite(benchkit.FullSizes) {
-				if impl.RefreshOnly && !c.WithSOL {
+				if !c.Takes(impl) {
 					continue
 				}
 				b.Run(c.Name, func(b *testing.B) { c.Run(b, impl) })

@@ -192,7 +192,7 @@ func run(o options, stdout, progress io.Writer) error {
 func implsFor(c benchkit.Case) []benchkit.Impl {
 	var out []benchkit.Impl
 	for _, impl := range benchkit.Impls {
-		if !impl.RefreshOnly || c.WithSOL {
+		if c.Takes(impl) {
 			out = append(out, impl)
 		}
 	}
@@ -360,6 +360,11 @@ func printTargets(w io.Writer, all map[int]map[string]map[string]Result) {
 			cnt, ok3 := get(count, "registry")
 			check("snapshot at "+n+": time vs mutex", reg/mu, ok1 && ok2, "<= 1.5x", reg/mu <= 1.5)
 			check("count-active-by-group at "+n+": speed-up over snapshot", reg/cnt, ok1 && ok3, ">= 5x", reg/cnt >= 5)
+		}
+		if row := find("snapshot-group/"); row != nil && biggest != "" {
+			grp, ok1 := get(row, "registry")
+			full, ok2 := get(ws[biggest], "registry")
+			check("snapshot of a 100-consumer group: speed-up over full snapshot", full/grp, ok1 && ok2, ">= 100x", full/grp >= 100)
 		}
 		if row := find("memory/"); row != nil {
 			reg, ok1 := get(row, "registry")

@@ -14,7 +14,9 @@ type Case struct {
 	Metric string
 	// WithSOL says the speed of light takes part.
 	WithSOL bool
-	Run     func(b *testing.B, impl Impl)
+	// Only, if set, names the implementations that take part.
+	Only []string
+	Run  func(b *testing.B, impl Impl)
 }
 
 // Sizes are the consumer counts of a suite.
@@ -55,6 +57,27 @@ func Suite(s Sizes) []Case {
 			Case{Name: "prune-expired/" + c(n), Metric: "ns/op", Run: func(b *testing.B, i Impl) { PruneExpired(b, i, n) }},
 		)
 	}
+	if len(s.Reads) > 0 {
+		n := s.Reads[len(s.Reads)-1]
+		cases = append(cases, Case{Name: "snapshot-group/group=100/" + c(n), Metric: "ns/op",
+			Only: []string{"registry", "mutex"}, Run: func(b *testing.B, i Impl) { SnapshotGroup(b, i, n) }})
+	}
 	return append(cases, Case{Name: "memory/" + c(s.Memory), Metric: "bytes/consumer",
 		Run: func(b *testing.B, i Impl) { Memory(b, i, s.Memory) }})
+}
+
+// Takes reports whether implementation impl takes part in case c.
+func (c Case) Takes(impl Impl) bool {
+	if impl.RefreshOnly && !c.WithSOL {
+		return false
+	}
+	if c.Only == nil {
+		return true
+	}
+	for _, n := range c.Only {
+		if n == impl.Name {
+			return true
+		}
+	}
+	return false
 }

@@ -240,3 +240,26 @@ func Memory(b *testing.B, impl Impl, n int) {
 	b.ReportMetric(perConsumer, "bytes/consumer")
 	b.ReportMetric(float64(kb)/float64(n), "keybytes/consumer")
 }
+
+// GroupViewer is implemented by registries with a per-group snapshot.
+type GroupViewer interface {
+	SnapshotGroup(g presence.GroupKey, now time.Time, ttl time.Duration) []presence.Consumer
+}
+
+// SnapshotGroup snapshots one 100-consumer group among n consumers.
+func SnapshotGroup(b *testing.B, impl Impl, n int) {
+	r, _ := population(impl, n)
+	gv, ok := r.(GroupViewer)
+	if !ok {
+		b.Skipf("%s has no SnapshotGroup", impl.Name)
+	}
+	k := Keys(n)[n/2]
+	g := presence.GroupKey{Queue: k.Queue, Group: k.Group}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if got := len(gv.SnapshotGroup(g, T0, TTL)); got != 100 {
+			b.Fatalf("group has %d rows, want 100", got)
+		}
+	}
+}
