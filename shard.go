@@ -21,12 +21,14 @@ import (
 // handed to the shard's MapOf as the key's hash, so the strings are never
 // hashed twice.
 //
-// An entry and the bytes of its key live in one noscan allocation: the
-// fixed-size entry header, then the queue, group and consumer bytes. The
-// header holds no pointers, so the garbage collector never scans it, and the
-// three key strings in the map are views into the same block. Registering a
-// consumer therefore allocates that block and the MapOf's own immutable
-// entry, and nothing else.
+// An entry and the bytes of its key live in one noscan allocation (see
+// internal/entry): a 36-byte header of atomic words, then the three key
+// lengths as uvarints, then the queue, group and consumer bytes. The block
+// holds no pointers, so the garbage collector never scans it, and the three
+// key strings in the map are views into it. Registering a consumer therefore
+// allocates that block and the MapOf's own immutable entry, and nothing
+// else. The group index (index.go) allocates only when a group or queue is
+// first seen.
 
 const (
 	maxShards = 1 << 16

@@ -27,8 +27,7 @@ func check(b *testing.B, err error) {
 func RefreshKey(b *testing.B, impl Impl, n int, parallel bool) {
 	keys := Keys(n)
 	r := impl.New(keys, T0)
-	b.ReportAllocs()
-	b.ResetTimer()
+	settle(b)
 	if !parallel {
 		now, j := T0, 0
 		for i := 0; i < b.N; i++ {
@@ -66,8 +65,7 @@ func RefreshHandle(b *testing.B, impl Impl, n int) {
 	for i, k := range keys {
 		hs[i] = impl.Handle(r, k)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
+	settle(b)
 	var id atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		g := int(id.Add(1))
@@ -90,8 +88,7 @@ func RefreshHandle(b *testing.B, impl Impl, n int) {
 func Register(b *testing.B, impl Impl) {
 	keys := Keys(b.N)
 	r := impl.Empty(b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
+	settle(b)
 	for i := range keys {
 		check(b, r.Heartbeat(keys[i], 0, T0))
 	}
@@ -122,8 +119,7 @@ func RefreshDuringSnapshots(b *testing.B, impl Impl, n int, snapshots bool) {
 			}
 		}()
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
+	settle(b)
 	var id atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		g := int(id.Add(1))
@@ -165,8 +161,7 @@ func population(impl Impl, n int) (Registry, []presence.Key) {
 // Snapshot takes full snapshots of n consumers.
 func Snapshot(b *testing.B, impl Impl, n int) {
 	r, _ := population(impl, n)
-	b.ReportAllocs()
-	b.ResetTimer()
+	settle(b)
 	for i := 0; i < b.N; i++ {
 		if got := len(r.Snapshot(T0, TTL)); got != n {
 			b.Fatalf("snapshot has %d rows, want %d", got, n)
@@ -177,8 +172,7 @@ func Snapshot(b *testing.B, impl Impl, n int) {
 // CountActiveByGroup counts the active consumers of every group among n.
 func CountActiveByGroup(b *testing.B, impl Impl, n int) {
 	r, _ := population(impl, n)
-	b.ReportAllocs()
-	b.ResetTimer()
+	settle(b)
 	for i := 0; i < b.N; i++ {
 		r.CountActiveByGroup(T0, TTL)
 	}
@@ -188,8 +182,7 @@ func CountActiveByGroup(b *testing.B, impl Impl, n int) {
 // ones are put back, with the timer stopped, before every prune.
 func PruneExpired(b *testing.B, impl Impl, n int) {
 	r, expired := population(impl, n)
-	b.ReportAllocs()
-	b.ResetTimer()
+	settle(b)
 	for i := 0; i < b.N; i++ {
 		if i > 0 {
 			b.StopTimer()
@@ -221,8 +214,7 @@ func Memory(b *testing.B, impl Impl, n int) {
 	keys := Keys(n)
 	kb := KeyBytes(keys)
 	var perConsumer float64
-	b.ReportAllocs()
-	b.ResetTimer()
+	settle(b)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		before := heapInUse()
@@ -255,11 +247,19 @@ func SnapshotGroup(b *testing.B, impl Impl, n int) {
 	}
 	k := Keys(n)[n/2]
 	g := presence.GroupKey{Queue: k.Queue, Group: k.Group}
-	b.ReportAllocs()
-	b.ResetTimer()
+	settle(b)
 	for i := 0; i < b.N; i++ {
 		if got := len(gv.SnapshotGroup(g, T0, TTL)); got != 100 {
 			b.Fatalf("group has %d rows, want 100", got)
 		}
 	}
+}
+
+// settle ends a workload's setup: it collects the setup's garbage, so that a
+// GC cycle it started does not run into the timed loop, then resets the
+// timer and turns on allocation reporting.
+func settle(b *testing.B) {
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
 }

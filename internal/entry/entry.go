@@ -4,6 +4,7 @@
 package entry
 
 import (
+	"encoding/binary"
 	"math"
 	"sync/atomic"
 	"unsafe"
@@ -26,15 +27,20 @@ type Entry struct {
 	// 32 bits), so that a lease write that lost a race can be detected by
 	// CAS; see Refresh.
 	lw atomic.Uint64
-	// active is the newest heartbeat that reported leases > 0, or
-	// NoActive. It moves forwards only, like hb.
+	// active is the time of the newest heartbeat that reported leases > 0
+	// as of the last time the lease count dropped to 0, or NoActive. While
+	// the lease count is above 0 the newest such heartbeat is hb itself, so
+	// a refresh writes active only on a drop from leases > 0 to 0: a
+	// steady heartbeat, with or without leases, never pays for it. See
+	// Active.
 	active     atomic.Int64
 	registered int64 // immutable after creation
-	// Lengths of the key strings that follow the header.
-	ql, gl, cl uint32
 	// flags holds bits that readers and sweepers set (FlagStale); a
 	// refresh never writes it.
 	flags atomic.Uint32
+	// The key follows from keyOff, inside the struct's tail padding and
+	// on: the lengths of queue, group and consumer as uvarints (one byte
+	// each for names under 128 bytes), then their bytes.
 }
 
 // NoActive is the active time of an entry that never reported leases.
@@ -47,11 +53,13 @@ const (
 	FlagStale uint32 = 1 << iota
 )
 
-// Size is the size of the header that precedes the key bytes.
+// Size is the size of the Entry struct. The key starts at keyOff, inside
+// its tail padding.
 const Size = unsafe.Sizeof(Entry{})
 
-// MaxKeyBytes is the largest total length of a key's strings. The lengths
-// are kept as uint32 in the entry header.
+const keyOff = unsafe.Offsetof(Entry{}.flags) + 4
+
+// MaxKeyBytes is the largest total length of a key's strings.
 const MaxKeyBytes = math.MaxUint32
 
 // New allocates an entry registered at now with the given lease count, and
@@ -63,41 +71,60 @@ const MaxKeyBytes = math.MaxUint32
 // aligned on 32-bit platforms too.
 func New(queue, group, consumer string, now int64, leases uint32) *Entry {
 	ql, gl, cl := len(queue), len(group), len(consumer)
-	size := int(Size) + ql + gl + cl
+	var lens [3 * binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(lens[:], uint64(ql))
+	n += binary.PutUvarint(lens[n:], uint64(gl))
+	n += binary.PutUvarint(lens[n:], uint64(cl))
+	size := max(int(keyOff)+n+ql+gl+cl, int(Size))
 	words := make([]uint64, (size+7)/8)
 	base := unsafe.Pointer(unsafe.SliceData(words))
 	e := (*Entry)(base)
 	e.hb.Store(now)
 	e.lw.Store(uint64(leases))
 	e.active.Store(NoActive)
-	if leases > 0 {
-		e.active.Store(now)
-	}
 	e.registered = now
-	e.ql, e.gl, e.cl = uint32(ql), uint32(gl), uint32(cl)
 
-	if ql+gl+cl > 0 { // with no key bytes, base+Size is one past the block
-		kb := unsafe.Slice((*byte)(unsafe.Add(base, Size)), ql+gl+cl)
-		copy(kb, queue)
-		copy(kb[ql:], group)
-		copy(kb[ql+gl:], consumer)
-	}
+	kb := unsafe.Slice((*byte)(unsafe.Add(base, keyOff)), n+ql+gl+cl)
+	i := copy(kb, lens[:n])
+	i += copy(kb[i:], queue)
+	i += copy(kb[i:], group)
+	copy(kb[i:], consumer)
 	return e
 }
 
-// Key returns the entry's key strings. Its strings are views of the entry's own
-// block, which is never written after newEntry returns.
+// Key returns the entry's key strings. They are views of the entry's own
+// block, which is never written after New returns.
 func (e *Entry) Key() (queue, group, consumer string) {
-	return e.bytes(0, e.ql), e.bytes(e.ql, e.gl), e.bytes(e.ql+e.gl, e.cl)
+	off := keyOff
+	ql := e.uvarint(&off)
+	gl := e.uvarint(&off)
+	cl := e.uvarint(&off)
+	queue = e.bytes(off, ql)
+	group = e.bytes(off+ql, gl)
+	consumer = e.bytes(off+ql+gl, cl)
+	return
+}
+
+// uvarint decodes the uvarint at *off and moves *off past it.
+func (e *Entry) uvarint(off *uintptr) uintptr {
+	var v uintptr
+	for shift := 0; ; shift += 7 {
+		b := *(*byte)(unsafe.Add(unsafe.Pointer(e), *off))
+		*off++
+		v |= uintptr(b&0x7f) << shift
+		if b < 0x80 {
+			return v
+		}
+	}
 }
 
 // bytes returns n key bytes from offset off as a string. It forms no
 // pointer for n == 0, which could point one past the block.
-func (e *Entry) bytes(off, n uint32) string {
+func (e *Entry) bytes(off, n uintptr) string {
 	if n == 0 {
 		return ""
 	}
-	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e), Size+uintptr(off))), n)
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e), off)), n)
 }
 
 // Refresh records a heartbeat at now carrying leases. It reports false, and
@@ -111,8 +138,9 @@ func (e *Entry) bytes(off, n uint32) string {
 // every write. A writer holding an older time that loses the race therefore
 // fails its CAS, or sees hb moved on, and never overwrites newer leases.
 func (e *Entry) Refresh(now int64, leases uint32) bool {
+	var old int64
 	for {
-		old := e.hb.Load()
+		old = e.hb.Load()
 		if old == nanotime.Retired {
 			return false
 		}
@@ -121,15 +149,6 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 		}
 		if now == old || e.hb.CompareAndSwap(old, now) {
 			break
-		}
-	}
-	if leases > 0 {
-		// One more CAS, almost always on the first try: active <= hb < now.
-		for {
-			a := e.active.Load()
-			if now <= a || e.active.CompareAndSwap(a, now) {
-				break
-			}
 		}
 	}
 	afterTimeCAS()
@@ -142,6 +161,11 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 		}
 		next := (w>>32+1)<<32 | uint64(leases)
 		if e.lw.CompareAndSwap(w, next) {
+			if leases == 0 && uint32(w) > 0 {
+				// Work stopped: the beat this one replaced, at old, was
+				// the last with leases. Remember it.
+				e.keepActive(old)
+			}
 			return true
 		}
 	}
@@ -175,8 +199,26 @@ func (e *Entry) HB() int64 { return e.hb.Load() }
 // Registered returns the registration time in Unix nanoseconds.
 func (e *Entry) Registered() int64 { return e.registered }
 
-// Active returns the newest heartbeat with leases > 0, or NoActive.
-func (e *Entry) Active() int64 { return e.active.Load() }
+// Active returns the time of the newest heartbeat with leases > 0, or
+// NoActive: hb while the current lease count is above 0, else the time kept
+// when it dropped to 0. When beats of one consumer race, it reflects the
+// beats whose lease counts were recorded.
+func (e *Entry) Active() int64 {
+	if e.Leases() > 0 {
+		return e.hb.Load()
+	}
+	return e.active.Load()
+}
+
+// keepActive moves active forwards to t.
+func (e *Entry) keepActive(t int64) {
+	for {
+		a := e.active.Load()
+		if t <= a || e.active.CompareAndSwap(a, t) {
+			return
+		}
+	}
+}
 
 // Flags returns the entry's flag bits.
 func (e *Entry) Flags() uint32 { return e.flags.Load() }

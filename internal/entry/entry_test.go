@@ -5,12 +5,12 @@ import (
 	"unsafe"
 )
 
-// The header is six words on every platform: a change that adds a field,
+// The header is five words on every platform: a change that adds a field,
 // or a pointer, has to be deliberate (it costs memory per consumer, and a
 // pointer would make the block scannable).
 func TestLayout(t *testing.T) {
-	if Size != 48 {
-		t.Fatalf("entry header is %d bytes, want 48", Size)
+	if Size != 40 || keyOff != 36 {
+		t.Fatalf("entry header is %d bytes with the key at %d, want 40 and 36", Size, keyOff)
 	}
 	e := New("queue", "group", "consumer", 1, 2)
 	if uintptr(unsafe.Pointer(e))%8 != 0 {
@@ -61,5 +61,15 @@ func TestSetFlag(t *testing.T) {
 	}
 	if !e.SetFlag(FlagStale, false) || e.SetFlag(FlagStale, false) || e.Flags() != 0 {
 		t.Fatal("clearing a flag")
+	}
+}
+
+func TestLongKeysRoundTrip(t *testing.T) {
+	for _, n := range []int{0, 1, 127, 128, 16383, 16384, 1 << 21} {
+		q, g, c := string(make([]byte, n)), "g", string(make([]byte, n/2))
+		e := New(q, g, c, 0, 0)
+		if q2, g2, c2 := e.Key(); q2 != q || g2 != g || c2 != c {
+			t.Fatalf("key with %d-byte names did not round-trip", n)
+		}
 	}
 }
