@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -35,16 +36,27 @@ func TestRefreshAllocatesNothing(t *testing.T) {
 
 func TestRegistrationAllocatesAtMostTwice(t *testing.T) {
 	const n = 10000
-	keys := make([]presence.Key, n+1)
+	keys := make([]presence.Key, n)
 	for i := range keys {
-		keys[i] = key("orders", "workers", fmt.Sprintf("w-%06d", i))
+		// 100 consumers a group, so that the group index is exercised.
+		keys[i] = key("orders", fmt.Sprintf("g-%03d", i/100), fmt.Sprintf("w-%06d", i))
 	}
-	r := presence.New(presence.WithPresize(2 * n)) // no map growth in the measurement
-	i := 0
-	allocs := testing.AllocsPerRun(n, func() {
-		_ = r.Heartbeat(keys[i], 0, t0)
-		i++
-	})
-	t.Logf("%.2f allocs per registration", allocs)
-	assert.LessOrEqual(t, allocs, 2.0)
+	r := presence.New(presence.WithPresize(2 * n)) // no shard growth in the measurement
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, k := range keys {
+		_ = r.Heartbeat(k, 0, t0)
+	}
+	runtime.ReadMemStats(&after)
+	// AllocsPerRun rounds down; this counts exactly. Each registration
+	// allocates its entry block and the shard map's entry; what exceeds 2
+	// is the group index, amortised: a few records per new group and the
+	// growth of its members map (about 0.14 a registration at 100
+	// consumers a group).
+	perOp := float64(after.Mallocs-before.Mallocs) / n
+	t.Logf("%.3f allocs per registration", perOp)
+	assert.GreaterOrEqual(t, perOp, 2.0)
+	assert.LessOrEqual(t, perOp, 2.2)
+	assert.Equal(t, n, r.Len())
 }
