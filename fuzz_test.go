@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -57,6 +58,8 @@ var extremes = []time.Time{
 	time.Unix(1<<62, 0),           // far beyond: clamps
 	time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC),
 }
+
+const ttl30 = 30 * time.Second
 
 var ttls = []time.Duration{0, 1, time.Second, 30 * time.Second, time.Hour, math.MaxInt64 / 2, math.MaxInt64/2 + 1, math.MaxInt64, -1, math.MinInt64}
 
@@ -178,6 +181,17 @@ func runProgram(t *testing.T, data []byte) {
 	for _, ttl := range []time.Duration{0, 30 * time.Second, math.MaxInt64} {
 		compareSnapshots(t, reg.Snapshot(now, ttl), ref.Snapshot(now, ttl), fail)
 	}
+	// And the final state survives a checkpoint round trip.
+	trace = append(trace, "WriteTo, ReadFrom into a new registry")
+	var buf bytes.Buffer
+	if _, err := reg.WriteTo(&buf); err != nil {
+		fail("WriteTo: %v", err)
+	}
+	restored := presence.New()
+	if _, err := restored.ReadFrom(&buf); err != nil {
+		fail("ReadFrom: %v", err)
+	}
+	compareSnapshots(t, restored.Snapshot(now, ttl30), ref.Snapshot(now, ttl30), fail)
 }
 
 // readOp runs one of the read-only views on both registries and compares.

@@ -34,7 +34,7 @@ type Entry struct {
 	// steady heartbeat, with or without leases, never pays for it. See
 	// Active.
 	active     atomic.Int64
-	registered int64 // immutable after creation
+	registered atomic.Int64 // moves only backwards, when a checkpoint is merged
 	// flags holds bits that readers and sweepers set (FlagStale); a
 	// refresh never writes it.
 	flags atomic.Uint32
@@ -82,7 +82,7 @@ func New(queue, group, consumer string, now int64, leases uint32) *Entry {
 	e.hb.Store(now)
 	e.lw.Store(uint64(leases))
 	e.active.Store(NoActive)
-	e.registered = now
+	e.registered.Store(now)
 
 	kb := unsafe.Slice((*byte)(unsafe.Add(base, keyOff)), n+ql+gl+cl)
 	i := copy(kb, lens[:n])
@@ -197,7 +197,7 @@ func (e *Entry) Leases() uint32 { return uint32(e.lw.Load()) }
 func (e *Entry) HB() int64 { return e.hb.Load() }
 
 // Registered returns the registration time in Unix nanoseconds.
-func (e *Entry) Registered() int64 { return e.registered }
+func (e *Entry) Registered() int64 { return e.registered.Load() }
 
 // Active returns the time of the newest heartbeat with leases > 0, or
 // NoActive: hb while the current lease count is above 0, else the time kept
@@ -242,3 +242,28 @@ func (e *Entry) SetFlag(f uint32, on bool) bool {
 
 // Live reports whether the entry has not been retired.
 func (e *Entry) Live() bool { return e.hb.Load() != nanotime.Retired }
+
+// Restore allocates an entry with the times of a checkpoint record.
+func Restore(queue, group, consumer string, registered, hb, active int64, leases uint32) *Entry {
+	e := New(queue, group, consumer, hb, leases)
+	e.registered.Store(registered)
+	e.active.Store(active)
+	return e
+}
+
+// Merge folds a checkpoint record into a live entry without moving it
+// backwards: the later heartbeat (with its leases), the later active time
+// and the earlier registration win. It reports false, changing nothing, if
+// the entry is retired.
+func (e *Entry) Merge(registered, hb, active int64, leases uint32) bool {
+	if !e.Refresh(hb, leases) {
+		return false
+	}
+	e.keepActive(active)
+	for {
+		r := e.registered.Load()
+		if registered >= r || e.registered.CompareAndSwap(r, registered) {
+			return true
+		}
+	}
+}

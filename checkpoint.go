@@ -1,0 +1,369 @@
+package presence
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/seed351623e9/presence/internal/entry"
+	"github.com/seed351623e9/presence/internal/nanotime"
+)
+
+// Checkpoint format, version 1
+//
+//	header  "PRESENCE" | version (1 byte) | 3 zero bytes
+//	blocks  length (u32 LE, 1..maxBlock) | CRC-32C of the payload (u32 LE) | payload
+//	trailer 0 (u32) | record count (u64 LE) | CRC-32C of those 8 bytes (u32 LE)
+//
+// A payload is a run of records, each:
+//
+//	uvarint len | queue | uvarint len | group | uvarint len | consumer |
+//	varint registered | varint last heartbeat | varint last active | uvarint leases
+//
+// with times in Unix nanoseconds and last active = math.MinInt64 for none.
+// Every block is checked before anything is applied, and the trailer's count
+// must match, so a truncated or corrupted checkpoint is detected whole.
+
+const (
+	checkpointMagic   = "PRESENCE"
+	checkpointVersion = 1
+	// blockTarget is the payload size at which WriteTo starts a new block.
+	blockTarget = 64 << 10
+	// maxBlock bounds a block's payload, so that a corrupt length cannot
+	// make ReadFrom allocate without limit. A record larger than
+	// blockTarget gets a block of its own, so maxBlock also bounds the key
+	// size a checkpoint can carry.
+	maxBlock = 64 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrBadCheckpoint is wrapped by every error ReadFrom returns for input that
+// is not a complete, intact checkpoint.
+var ErrBadCheckpoint = errors.New("presence: bad checkpoint")
+
+func badCheckpoint(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadCheckpoint, fmt.Sprintf(format, args...))
+}
+
+// countingWriter counts what reaches the underlying writer.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// WriteTo writes a checkpoint of every consumer to w and returns the number
+// of bytes written. It implements io.WriterTo.
+//
+// It streams: it walks the shards one at a time, like Snapshot, encoding
+// into one block buffer of about 64 KiB, and never holds a copy of the
+// registry. Heartbeats keep flowing meanwhile; the checkpoint is weakly
+// consistent in the same way a snapshot is.
+func (r *Registry) WriteTo(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	hdr := append([]byte(checkpointMagic), checkpointVersion, 0, 0, 0)
+	if _, err := bw.Write(hdr); err != nil {
+		return cw.n, err
+	}
+	block := make([]byte, 0, blockTarget+1024)
+	var records uint64
+	var err error
+	flush := func() {
+		if len(block) == 0 || err != nil {
+			return
+		}
+		var h [8]byte
+		binary.LittleEndian.PutUint32(h[0:], uint32(len(block)))
+		binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(block, castagnoli))
+		if _, err = bw.Write(h[:]); err == nil {
+			_, err = bw.Write(block)
+		}
+		block = block[:0]
+	}
+	for i := range r.shards {
+		r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
+			hb := e.HB()
+			if hb == nanotime.Retired {
+				return true
+			}
+			block = appendRecord(block, mk.k, e.Registered(), hb, e.Active(), e.Leases())
+			records++
+			if len(block) >= blockTarget {
+				flush()
+			}
+			return err == nil
+		})
+		if err != nil {
+			return cw.n, err
+		}
+	}
+	flush()
+	if err != nil {
+		return cw.n, err
+	}
+	var t [16]byte
+	binary.LittleEndian.PutUint64(t[4:], records)
+	binary.LittleEndian.PutUint32(t[12:], crc32.Checksum(t[4:12], castagnoli))
+	if _, err := bw.Write(t[:]); err != nil {
+		return cw.n, err
+	}
+	err = bw.Flush()
+	return cw.n, err
+}
+
+func appendRecord(b []byte, k Key, registered, hb, active int64, leases uint32) []byte {
+	for _, s := range [...]string{k.Queue, k.Group, k.Consumer} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendVarint(b, registered)
+	b = binary.AppendVarint(b, hb)
+	b = binary.AppendVarint(b, active)
+	return binary.AppendUvarint(b, uint64(leases))
+}
+
+// record is one decoded checkpoint row.
+type record struct {
+	k                      Key
+	registered, hb, active int64
+	leases                 uint32
+}
+
+// decodeRecord decodes one record from the front of b. Its strings alias b.
+func decodeRecord(b []byte) (record, []byte, error) {
+	var rec record
+	var strs [3]string
+	for i := range strs {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || n > uint64(len(b)-w) {
+			return rec, nil, badCheckpoint("record key truncated")
+		}
+		strs[i] = string(b[w : w+int(n)])
+		b = b[w+int(n):]
+	}
+	rec.k = Key{Queue: strs[0], Group: strs[1], Consumer: strs[2]}
+	for _, p := range []*int64{&rec.registered, &rec.hb, &rec.active} {
+		v, w := binary.Varint(b)
+		if w <= 0 {
+			return rec, nil, badCheckpoint("record time truncated")
+		}
+		*p = v
+		b = b[w:]
+	}
+	l, w := binary.Uvarint(b)
+	if w <= 0 || l > 1<<32-1 {
+		return rec, nil, badCheckpoint("record lease count invalid")
+	}
+	rec.leases = uint32(l)
+	if rec.hb == nanotime.Retired || rec.registered == nanotime.Retired {
+		return rec, nil, badCheckpoint("record time out of range")
+	}
+	if rec.registered > rec.hb || rec.active != entry.NoActive && rec.active > rec.hb {
+		return rec, nil, badCheckpoint("record times out of order")
+	}
+	return rec, b[w:], nil
+}
+
+// readBlocks reads a whole checkpoint from rd, checking every block, and
+// calls apply for each record when apply is not nil. It returns the bytes
+// read and the record count.
+func readBlocks(rd io.Reader, apply func(record) error) (int64, uint64, error) {
+	var n int64
+	read := func(p []byte) error {
+		m, err := io.ReadFull(rd, p)
+		n += int64(m)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return badCheckpoint("truncated after %d bytes", n)
+		}
+		return err
+	}
+	var hdr [12]byte
+	if err := read(hdr[:]); err != nil {
+		return n, 0, err
+	}
+	if string(hdr[:8]) != checkpointMagic {
+		return n, 0, badCheckpoint("not a presence checkpoint")
+	}
+	if hdr[8] != checkpointVersion || hdr[9]|hdr[10]|hdr[11] != 0 {
+		return n, 0, badCheckpoint("unsupported version %d", hdr[8])
+	}
+	var records uint64
+	var payload []byte
+	for {
+		var h [8]byte
+		if err := read(h[:4]); err != nil {
+			return n, records, err
+		}
+		size := binary.LittleEndian.Uint32(h[:4])
+		if size == 0 { // trailer
+			var t [12]byte
+			if err := read(t[:]); err != nil {
+				return n, records, err
+			}
+			if crc32.Checksum(t[:8], castagnoli) != binary.LittleEndian.Uint32(t[8:]) {
+				return n, records, badCheckpoint("trailer checksum mismatch")
+			}
+			if want := binary.LittleEndian.Uint64(t[:8]); want != records {
+				return n, records, badCheckpoint("trailer counts %d records, blocks hold %d", want, records)
+			}
+			return n, records, nil
+		}
+		if size > maxBlock {
+			return n, records, badCheckpoint("block of %d bytes exceeds the limit", size)
+		}
+		if err := read(h[4:]); err != nil {
+			return n, records, err
+		}
+		if cap(payload) < int(size) {
+			payload = make([]byte, size)
+		}
+		payload = payload[:size]
+		if err := read(payload); err != nil {
+			return n, records, err
+		}
+		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(h[4:]) {
+			return n, records, badCheckpoint("block checksum mismatch at byte %d", n-int64(size))
+		}
+		for b := payload; len(b) > 0; {
+			rec, rest, err := decodeRecord(b)
+			if err != nil {
+				return n, records, err
+			}
+			if apply != nil {
+				if err := apply(rec); err != nil {
+					return n, records, err
+				}
+			}
+			records++
+			b = rest
+		}
+	}
+}
+
+// ReadFrom merges a checkpoint read from rd into the registry and returns
+// the number of bytes read. It implements io.ReaderFrom.
+//
+// Merging never moves a consumer backwards: for a consumer already present
+// it keeps the later LastHeartbeat (with its lease count) and LastActive and
+// the earlier RegisteredAt; a consumer that is absent is registered with the
+// checkpoint's times, and a Joined event is emitted for it.
+//
+// The checkpoint is verified whole before anything is applied. If rd is an
+// io.Seeker it is read twice, both times streaming: once to verify, then,
+// rewound, to apply. Otherwise the verified input is held in memory while it
+// is applied. A truncated or corrupt checkpoint returns an error wrapping
+// ErrBadCheckpoint and leaves the registry unchanged. Limits still apply:
+// consumers that WithMaxConsumers or WithMaxConsumersPerGroup refuse are
+// skipped, and the error then wraps that limit's error.
+func (r *Registry) ReadFrom(rd io.Reader) (int64, error) {
+	if s, ok := rd.(io.ReadSeeker); ok {
+		start, err := s.Seek(0, io.SeekCurrent)
+		if err == nil {
+			n, _, err := readBlocks(s, nil)
+			if err != nil {
+				return n, err
+			}
+			if _, err := s.Seek(start, io.SeekStart); err != nil {
+				return n, err
+			}
+			return r.apply(s)
+		}
+	}
+	buf := &recordingReader{r: rd}
+	if n, _, err := readBlocks(buf, nil); err != nil {
+		return n, err
+	}
+	return r.apply(buf.replay())
+}
+
+// apply merges a verified checkpoint.
+func (r *Registry) apply(rd io.Reader) (int64, error) {
+	var refused, firstErr error
+	var skipped int
+	n, _, err := readBlocks(rd, func(rec record) error {
+		if err := r.restore(rec); err != nil {
+			skipped++
+			if refused == nil {
+				refused = err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		firstErr = err
+	} else if refused != nil {
+		firstErr = fmt.Errorf("presence: %d consumers not restored: %w", skipped, refused)
+	}
+	return n, firstErr
+}
+
+// restore merges one record.
+func (r *Registry) restore(rec record) error {
+	k := rec.k
+	h := hashKey(r.seed, &k)
+	s := r.shardOf(h)
+	for {
+		if e, ok := s.m.Load(mkey{h: h, k: k}); ok && e.Merge(rec.registered, rec.hb, rec.active, rec.leases) {
+			return nil
+		}
+		fresh := entry.Restore(k.Queue, k.Group, k.Consumer, rec.registered, rec.hb, rec.active, rec.leases)
+		mk := mkey{h: h, k: entryKey(fresh)}
+		var live *entry.Entry
+		var err error
+		s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+			if loaded && cur.Live() {
+				live = cur
+				return cur, false
+			}
+			if err = r.admit(mk.k, fresh); err != nil {
+				return cur, !loaded
+			}
+			s.live.Add(1)
+			return fresh, false
+		})
+		switch {
+		case err != nil:
+			return err
+		case live == nil:
+			r.events.emit(EventJoined, mk.k, rec.hb)
+			return nil
+		case live.Merge(rec.registered, rec.hb, rec.active, rec.leases):
+			return nil
+		}
+	}
+}
+
+// recordingReader keeps what it reads, to be replayed once verified.
+type recordingReader struct {
+	r   io.Reader
+	buf []byte
+}
+
+func (rr *recordingReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	rr.buf = append(rr.buf, p[:n]...)
+	return n, err
+}
+
+func (rr *recordingReader) replay() io.Reader { return &sliceReader{b: rr.buf} }
+
+type sliceReader struct{ b []byte }
+
+func (s *sliceReader) Read(p []byte) (int, error) {
+	if len(s.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.b)
+	s.b = s.b[n:]
+	return n, nil
+}
