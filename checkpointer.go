@@ -1,0 +1,146 @@
+package presence
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Checkpointer keeps a checkpoint file of a registry, so that presence
+// survives a restart with its real last heartbeats and registration times.
+// Load it at start, then Run it; configure its fields first and do not
+// change them while it runs.
+type Checkpointer struct {
+	// Registry is the registry to save and restore. Required.
+	Registry *Registry
+	// Path is the checkpoint file. Required. Saves write a temporary file
+	// next to it and rename it into place.
+	Path string
+	// Interval is the time between saves in Run; zero or negative means
+	// 10 seconds.
+	Interval time.Duration
+	// Logger, if set, receives a line for each failed save in Run.
+	Logger *slog.Logger
+	// Ticks, if set, replaces Run's ticker; tests drive saves with it.
+	Ticks <-chan time.Time
+}
+
+// ErrNoPath is returned by a Checkpointer without a Registry or a Path.
+var ErrNoPath = errors.New("presence: checkpointer needs a registry and a path")
+
+const tmpInfix = ".tmp-"
+
+// Load merges the checkpoint file into the registry (see Registry.ReadFrom).
+// A missing file is not an error: there is nothing to restore on a first
+// start. Load also removes temporary files left by a save that was
+// interrupted by a crash.
+func (c *Checkpointer) Load() error {
+	if c.Registry == nil || c.Path == "" {
+		return ErrNoPath
+	}
+	if stale, err := filepath.Glob(c.Path + tmpInfix + "*"); err == nil {
+		for _, s := range stale {
+			_ = os.Remove(s)
+		}
+	}
+	f, err := os.Open(c.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = c.Registry.ReadFrom(f) // *os.File seeks: verified, then applied, streaming
+	return err
+}
+
+// Save writes a checkpoint atomically: to a temporary file in the same
+// directory, fsynced, renamed over Path, and the directory fsynced. A crash
+// at any point leaves either the previous checkpoint or the new one, never
+// a mix.
+func (c *Checkpointer) Save() (err error) {
+	if c.Registry == nil || c.Path == "" {
+		return ErrNoPath
+	}
+	dir, base := filepath.Split(c.Path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, base+tmpInfix+"*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	if _, err = c.Registry.WriteTo(bw); err != nil {
+		return err
+	}
+	if err = bw.Flush(); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, c.Path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !strings.Contains(err.Error(), "invalid argument") {
+		return err // some filesystems cannot fsync a directory; that is not a failed save
+	}
+	return nil
+}
+
+// Run saves every Interval until ctx is done, then saves once more and
+// returns ctx's error, joined with the final save's error if it failed. A
+// failed periodic save is logged and retried at the next tick. Run starts no
+// goroutine.
+func (c *Checkpointer) Run(ctx context.Context) error {
+	if c.Registry == nil || c.Path == "" {
+		return ErrNoPath
+	}
+	ticks := c.Ticks
+	if ticks == nil {
+		every := c.Interval
+		if every <= 0 {
+			every = 10 * time.Second
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		ticks = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), c.Save())
+		case <-ticks:
+			if err := c.Save(); err != nil && c.Logger != nil {
+				c.Logger.Error("presence: checkpoint save failed", "path", c.Path, "err", err)
+			}
+		}
+	}
+}
