@@ -9,6 +9,7 @@ package presence_test
 // compares the implementations side by side from one run.
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -43,4 +44,19 @@ func BenchmarkHeartbeat(b *testing.B) {
 			}
 		})
 	}
+}
+
+func BenchmarkCheckpoint(b *testing.B) {
+	for _, n := range []int{100000, 1000000} {
+		b.Run(fmt.Sprintf("impl=registry/consumers=%d", n), func(b *testing.B) { benchkit.Checkpoint(b, n) })
+	}
+}
+
+// BenchmarkHeartbeatDuringCheckpoints pairs with the snapshots=false case of
+// BenchmarkRegistry: the share of refresh throughput kept while a checkpoint
+// is always being written.
+func BenchmarkHeartbeatDuringCheckpoints(b *testing.B) {
+	b.Run("impl=registry/checkpoints=true/consumers=100000", func(b *testing.B) {
+		benchkit.RefreshDuringCheckpoints(b, 100000)
+	})
 }

@@ -1,6 +1,7 @@
 package benchkit
 
 import (
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -262,4 +263,66 @@ func settle(b *testing.B) {
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
+}
+
+// Checkpoint writes a checkpoint of n consumers to io.Discard and reports
+// its throughput in MB/s and consumers/s.
+func Checkpoint(b *testing.B, n int) {
+	r := presence.New()
+	for _, k := range Keys(n) {
+		check(b, r.Heartbeat(k, 1, T0))
+	}
+	var size int64
+	settle(b)
+	for i := 0; i < b.N; i++ {
+		var err error
+		size, err = r.WriteTo(io.Discard)
+		check(b, err)
+	}
+	secs := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(float64(size)/1e6/secs, "MB/s")
+	b.ReportMetric(float64(n)/secs, "consumers/s")
+}
+
+// RefreshDuringCheckpoints is RefreshDuringSnapshots with checkpoints to
+// io.Discard, back to back, instead of snapshots.
+func RefreshDuringCheckpoints(b *testing.B, n int) {
+	keys := Keys(n)
+	r := presence.New()
+	for _, k := range keys {
+		check(b, r.Heartbeat(k, 1, T0))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = r.WriteTo(io.Discard)
+		}
+	}()
+	settle(b)
+	var id atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		g := int(id.Add(1))
+		j, now := g*7919%n, T0
+		for pb.Next() {
+			now = now.Add(1)
+			if err := r.Heartbeat(keys[j], 1, now); err != nil {
+				b.Error(err)
+				return
+			}
+			if j++; j == n {
+				j = 0
+			}
+		}
+	})
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
 }
