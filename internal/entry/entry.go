@@ -51,6 +51,10 @@ const (
 	// FlagStale records that the last sweep saw the entry Stale, so that
 	// the next one can tell a transition from a repeat.
 	FlagStale uint32 = 1 << iota
+	// FlagDirty records that the entry changed since a mirror last
+	// collected it. New entries start dirty; every refresh that changes the
+	// entry sets it, which costs one atomic load once it is set.
+	FlagDirty
 )
 
 // Size is the size of the Entry struct. The key starts at keyOff, inside
@@ -83,6 +87,7 @@ func New(queue, group, consumer string, now int64, leases uint32) *Entry {
 	e.lw.Store(uint64(leases))
 	e.active.Store(NoActive)
 	e.registered.Store(now)
+	e.flags.Store(FlagDirty)
 
 	kb := unsafe.Slice((*byte)(unsafe.Add(base, keyOff)), n+ql+gl+cl)
 	i := copy(kb, lens[:n])
@@ -157,6 +162,7 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 		if e.hb.Load() != now {
 			// A newer beat owns the lease count, or the entry was retired
 			// after this beat landed; either way this beat is recorded.
+			e.markDirty()
 			return true
 		}
 		next := (w>>32+1)<<32 | uint64(leases)
@@ -166,6 +172,7 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 				// the last with leases. Remember it.
 				e.keepActive(old)
 			}
+			e.markDirty()
 			return true
 		}
 	}
@@ -208,6 +215,15 @@ func (e *Entry) Active() int64 {
 		return e.hb.Load()
 	}
 	return e.active.Load()
+}
+
+// markDirty sets FlagDirty after the entry's values are written, so that a
+// collector that clears the flag before reading the values never misses a
+// change.
+func (e *Entry) markDirty() {
+	if e.flags.Load()&FlagDirty == 0 {
+		e.flags.Or(FlagDirty)
+	}
 }
 
 // keepActive moves active forwards to t.
@@ -263,6 +279,7 @@ func (e *Entry) Merge(registered, hb, active int64, leases uint32) bool {
 	for {
 		r := e.registered.Load()
 		if registered >= r || e.registered.CompareAndSwap(r, registered) {
+			e.markDirty()
 			return true
 		}
 	}

@@ -56,10 +56,10 @@ func TestActiveFollowsLeasedBeats(t *testing.T) {
 
 func TestSetFlag(t *testing.T) {
 	e := New("q", "g", "c", 0, 0)
-	if !e.SetFlag(FlagStale, true) || e.SetFlag(FlagStale, true) || e.Flags() != FlagStale {
+	if !e.SetFlag(FlagStale, true) || e.SetFlag(FlagStale, true) || e.Flags()&FlagStale == 0 {
 		t.Fatal("setting a flag")
 	}
-	if !e.SetFlag(FlagStale, false) || e.SetFlag(FlagStale, false) || e.Flags() != 0 {
+	if !e.SetFlag(FlagStale, false) || e.SetFlag(FlagStale, false) || e.Flags()&FlagStale != 0 {
 		t.Fatal("clearing a flag")
 	}
 }
@@ -71,5 +71,21 @@ func TestLongKeysRoundTrip(t *testing.T) {
 		if q2, g2, c2 := e.Key(); q2 != q || g2 != g || c2 != c {
 			t.Fatalf("key with %d-byte names did not round-trip", n)
 		}
+	}
+}
+
+func TestDirtyMarks(t *testing.T) {
+	e := New("q", "g", "c", 1, 0)
+	if e.Flags()&FlagDirty == 0 {
+		t.Fatal("a new entry is dirty")
+	}
+	e.SetFlag(FlagDirty, false)
+	e.Refresh(0, 0) // stale beat: no change, no mark
+	if e.Flags()&FlagDirty != 0 {
+		t.Fatal("a beat that changed nothing marked the entry")
+	}
+	e.Refresh(2, 0)
+	if e.Flags()&FlagDirty == 0 {
+		t.Fatal("a refresh did not mark the entry")
 	}
 }

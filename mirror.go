@@ -1,0 +1,85 @@
+package presence
+
+import (
+	"github.com/seed351623e9/presence/internal/entry"
+	"github.com/seed351623e9/presence/internal/nanotime"
+)
+
+// Support for mirrors: packages such as presenceredis that copy the registry
+// elsewhere, sending only what changed.
+
+// CollectChanged calls fn with the row of every consumer that changed since
+// the last CollectChanged (every consumer, the first time), and clears their
+// change marks. Rows carry the stored times and leases; Age and State are
+// not set. It returns the number of rows.
+//
+// A change that lands while CollectChanged runs is either in the row it
+// passes or marks the consumer again for the next call: nothing is missed.
+// If fn cannot deliver a row, call MarkChanged so that the next call
+// passes it again. CollectChanged walks the shards like Snapshot, in O(n).
+func (r *Registry) CollectChanged(fn func(Consumer)) int {
+	n := 0
+	for i := range r.shards {
+		r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
+			if e.Flags()&entry.FlagDirty == 0 || !e.SetFlag(entry.FlagDirty, false) {
+				return true
+			}
+			// Cleared before reading: a refresh writes its values, then
+			// marks; so either we read its values or it marks again.
+			if c, ok := row(mk.k, e, 0, 0); ok {
+				c.Age, c.State = 0, Active
+				fn(c)
+				n++
+			}
+			return true
+		})
+	}
+	return n
+}
+
+// MarkChanged marks consumer k changed, so that the next CollectChanged
+// passes it. It reports whether k is registered.
+func (r *Registry) MarkChanged(k Key) bool {
+	h := hashKey(r.seed, &k)
+	e, ok := r.shardOf(h).m.Load(mkey{h: h, k: k})
+	if ok {
+		e.SetFlag(entry.FlagDirty, true)
+	}
+	return ok
+}
+
+// MarkAllChanged marks every consumer changed: the next CollectChanged
+// passes them all. A mirror calls it when its copy may have been lost.
+func (r *Registry) MarkAllChanged() {
+	for i := range r.shards {
+		r.shards[i].m.Range(func(_ mkey, e *entry.Entry) bool {
+			e.SetFlag(entry.FlagDirty, true)
+			return true
+		})
+	}
+}
+
+// Merge folds a row from elsewhere (another broker, a mirror) into the
+// registry, as ReadFrom does for each checkpoint row: the later
+// LastHeartbeat (with its Leases) and LastActive and the earlier
+// RegisteredAt win, and an absent consumer is registered with the row's
+// times. Age and State are ignored. Limits apply. A row whose times are out
+// of order (RegisteredAt or LastActive after LastHeartbeat) is refused with
+// ErrBadCheckpoint.
+func (r *Registry) Merge(c Consumer) error {
+	rec := record{
+		k:          c.Key,
+		registered: nanotime.FromTime(c.RegisteredAt),
+		hb:         nanotime.FromTime(c.LastHeartbeat),
+		active:     entry.NoActive,
+		leases:     c.Leases,
+	}
+	if !c.LastActive.IsZero() {
+		rec.active = nanotime.FromTime(c.LastActive)
+	}
+	if rec.registered > rec.hb || rec.active != entry.NoActive && rec.active > rec.hb {
+		return badCheckpoint("row times out of order")
+	}
+	return r.restore(rec)
+}
+
