@@ -82,4 +82,3 @@ func (r *Registry) Merge(c Consumer) error {
 	}
 	return r.restore(rec)
 }
-

@@ -561,4 +561,3 @@ func decodeRecord(k presence.Key, v string) (presence.Consumer, bool) {
 	}
 	return c, true
 }
-
