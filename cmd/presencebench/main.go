@@ -37,6 +37,7 @@ type options struct {
 	benchtime time.Duration
 	json      bool
 	run       *regexp.Regexp
+	tty       bool // progress redraws one line; otherwise a line per workload
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -111,6 +112,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "presencebench:", err)
 		os.Exit(2)
 	}
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		o.tty = true
+	}
 	if err := run(o, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "presencebench:", err)
 		os.Exit(1)
@@ -157,8 +161,13 @@ func run(o options, stdout, progress io.Writer) error {
 				for j := range impls {
 					i := (j + round) % len(impls) // rotate who goes first
 					done++
-					fmt.Fprintf(progress, "\r\033[K[%d/%d %s] cpu=%d %s impl=%s round %d/%d",
-						done, total, time.Since(start).Round(time.Second), cpu, c.Name, impls[i].Name, round+1, o.rounds)
+					switch {
+					case o.tty:
+						fmt.Fprintf(progress, "\r\033[K[%d/%d %s] cpu=%d %s impl=%s round %d/%d",
+							done, total, time.Since(start).Round(time.Second), cpu, c.Name, impls[i].Name, round+1, o.rounds)
+					case round == 0 && j == 0:
+						fmt.Fprintf(progress, "[%d/%d %s] cpu=%d %s\n", done, total, time.Since(start).Round(time.Second), cpu, c.Name)
+					}
 					br := testing.Benchmark(func(b *testing.B) { c.Run(b, impls[i]) })
 					if br.N == 0 {
 						return fmt.Errorf("%s on %s failed", c.Name, impls[i].Name)
@@ -179,7 +188,10 @@ func run(o options, stdout, progress io.Writer) error {
 			results = append(results, rs...)
 		}
 	}
-	fmt.Fprintf(progress, "\r\033[K%d measurements in %s\n", total, time.Since(start).Round(time.Second))
+	if o.tty {
+		fmt.Fprint(progress, "\r\033[K")
+	}
+	fmt.Fprintf(progress, "%d measurements in %s\n", total, time.Since(start).Round(time.Second))
 	if o.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
