@@ -335,6 +335,9 @@ func (r *Registry) restore(rec record) error {
 		case err != nil:
 			return err
 		case live == nil:
+			if r.ctr != nil {
+				r.ctr.registrations.Inc()
+			}
 			r.events.emit(EventJoined, mk.k, rec.hb)
 			return nil
 		case live.Merge(rec.registered, rec.hb, rec.active, rec.leases):

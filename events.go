@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/puzpuzpuz/xsync/v3"
+
 	"github.com/seed351623e9/presence/internal/entry"
 	"github.com/seed351623e9/presence/internal/nanotime"
 )
@@ -103,7 +105,7 @@ func (s *Subscription) Close() {
 	}
 }
 
-func (s *Subscription) send(e Event) {
+func (s *Subscription) send(e Event, dropped *xsync.Counter) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -113,13 +115,15 @@ func (s *Subscription) send(e Event) {
 	case s.c <- e:
 	default:
 		s.dropped.Add(1)
+		dropped.Inc()
 	}
 }
 
 // events is a registry's subscriber list, copied on write.
 type events struct {
-	mu   sync.Mutex // serialises writers
-	subs atomic.Pointer[[]*Subscription]
+	mu      sync.Mutex // serialises writers
+	subs    atomic.Pointer[[]*Subscription]
+	dropped *xsync.Counter
 }
 
 func (ev *events) add(s *Subscription) {
@@ -162,7 +166,7 @@ func (ev *events) emit(kind EventKind, k Key, at int64) {
 		e.At = nanotime.ToTime(at)
 	}
 	for _, s := range *subs {
-		s.send(e)
+		s.send(e, ev.dropped)
 	}
 }
 

@@ -64,6 +64,9 @@ func (h *Handle) Heartbeat(leases uint32, now time.Time) error {
 	}
 	ns := nanotime.FromTime(now)
 	if e := h.e.Load(); e != nil && e.Refresh(ns, leases) {
+		if h.r.ctr != nil {
+			h.r.ctr.heartbeats.Inc()
+		}
 		return nil
 	}
 	e, err := h.r.register(h.s, h.h, &h.k, leases, ns)

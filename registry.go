@@ -56,6 +56,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/puzpuzpuz/xsync/v3"
 
 	"github.com/seed351623e9/presence/internal/entry"
 	"github.com/seed351623e9/presence/internal/nanotime"
@@ -129,6 +130,7 @@ type Registry struct {
 	maxPerGroup int // 0: no limit
 	ix          index
 	events      events
+	ctr         *counters // nil unless WithCounters
 }
 
 // Option configures a Registry in New.
@@ -139,8 +141,7 @@ type config struct {
 	max         int
 	maxPerGroup int
 	presize     int
-	seed        uint64
-	seedGiven   bool
+	counters    bool
 }
 
 // WithShards sets the number of shards. n is rounded up to a power of two,
@@ -203,8 +204,9 @@ func New(opts ...Option) *Registry {
 		seed:        newSeed(),
 		ix:          newIndex(),
 	}
-	if c.seedGiven {
-		r.seed = c.seed
+	r.events.dropped = xsync.NewCounter()
+	if c.counters {
+		r.ctr = newCounters()
 	}
 	per := 0
 	if c.presize > 0 {
@@ -265,6 +267,9 @@ func (r *Registry) Heartbeat(k Key, leases uint32, now time.Time) error {
 	h := hashKey(r.seed, &k)
 	s := r.shardOf(h)
 	if e, ok := s.m.Load(mkey{h: h, k: k}); ok && e.Refresh(ns, leases) {
+		if r.ctr != nil {
+			r.ctr.heartbeats.Inc()
+		}
 		return nil
 	}
 	_, err := r.register(s, h, &k, leases, ns)
@@ -297,11 +302,21 @@ func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64
 		})
 		switch {
 		case err != nil:
+			if r.ctr != nil && err != ErrKeyTooLong {
+				r.ctr.rejected.Inc()
+			}
 			return nil, err
 		case live == nil:
+			if r.ctr != nil {
+				r.ctr.registrations.Inc()
+				r.ctr.heartbeats.Inc()
+			}
 			r.events.emit(EventJoined, mk.k, now)
 			return fresh, nil
 		case live.Refresh(now, leases):
+			if r.ctr != nil {
+				r.ctr.heartbeats.Inc()
+			}
 			return live, nil
 		}
 		// The live entry was retired between Compute and Refresh: go
@@ -349,6 +364,13 @@ func (r *Registry) remove(s *shard, mk mkey, e *entry.Entry, kind EventKind, now
 	r.unreserve()
 	r.ix.leave(GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}, e)
 	unlink(s, mk, e)
+	if r.ctr != nil {
+		if kind == EventExpired {
+			r.ctr.expired.Inc()
+		} else {
+			r.ctr.left.Inc()
+		}
+	}
 	r.events.emit(kind, mk.k, now)
 }
 
