@@ -312,38 +312,13 @@ func (r *Registry) restore(rec record) error {
 	k := rec.k
 	h := hashKey(r.seed, &k)
 	s := r.shardOf(h)
-	for {
-		if e, ok := s.m.Load(mkey{h: h, k: k}); ok && e.Merge(rec.registered, rec.hb, rec.active, rec.leases) {
-			return nil
-		}
-		fresh := entry.Restore(k.Queue, k.Group, k.Consumer, rec.registered, rec.hb, rec.active, rec.leases)
-		mk := mkey{h: h, k: entryKey(fresh)}
-		var live *entry.Entry
-		var err error
-		s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
-			if loaded && cur.Live() {
-				live = cur
-				return cur, false
-			}
-			if err = r.admit(mk.k, fresh); err != nil {
-				return cur, !loaded
-			}
-			s.live.Add(1)
-			return fresh, false
-		})
-		switch {
-		case err != nil:
-			return err
-		case live == nil:
-			if r.ctr != nil {
-				r.ctr.registrations.Inc()
-			}
-			r.events.emit(EventJoined, mk.k, rec.hb)
-			return nil
-		case live.Merge(rec.registered, rec.hb, rec.active, rec.leases):
-			return nil
-		}
+	merge := func(e *entry.Entry) bool { return e.Merge(rec.registered, rec.hb, rec.active, rec.leases) }
+	if e, ok := s.m.Load(mkey{h: h, k: k}); ok && merge(e) {
+		return nil
 	}
+	fresh := entry.Restore(k.Queue, k.Group, k.Consumer, rec.registered, rec.hb, rec.active, rec.leases)
+	_, err := r.upsert(s, mkey{h: h, k: entryKey(fresh)}, fresh, rec.hb, false, merge)
+	return err
 }
 
 // recordingReader keeps what it reads, to be replayed once verified.

@@ -123,16 +123,12 @@ func (c *Checkpointer) Run(ctx context.Context) error {
 	if c.Registry == nil || c.Path == "" {
 		return ErrNoPath
 	}
-	ticks := c.Ticks
-	if ticks == nil {
-		every := c.Interval
-		if every <= 0 {
-			every = 10 * time.Second
-		}
-		t := time.NewTicker(every)
-		defer t.Stop()
-		ticks = t.C
+	every := c.Interval
+	if every <= 0 {
+		every = 10 * time.Second
 	}
+	ticks, stop := tickerOr(c.Ticks, every)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():

@@ -284,6 +284,15 @@ func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64
 		return nil, ErrKeyTooLong
 	}
 	fresh, mk := newEntry(h, k, now, leases)
+	return r.upsert(s, mk, fresh, now, true, func(e *entry.Entry) bool { return e.Refresh(now, leases) })
+}
+
+// upsert inserts fresh under mk, unless a live entry is already there, in
+// which case it applies update to that one instead. update reports false if
+// the entry was retired meanwhile; upsert then tries again. at is the time
+// of the Joined event; beat says whether this is a heartbeat, for the
+// counters.
+func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat bool, update func(*entry.Entry) bool) (*entry.Entry, error) {
 	for {
 		var live *entry.Entry
 		var err error
@@ -302,25 +311,27 @@ func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64
 		})
 		switch {
 		case err != nil:
-			if r.ctr != nil && err != ErrKeyTooLong {
+			if r.ctr != nil {
 				r.ctr.rejected.Inc()
 			}
 			return nil, err
 		case live == nil:
 			if r.ctr != nil {
 				r.ctr.registrations.Inc()
-				r.ctr.heartbeats.Inc()
+				if beat {
+					r.ctr.heartbeats.Inc()
+				}
 			}
-			r.events.emit(EventJoined, mk.k, now)
+			r.events.emit(EventJoined, mk.k, at)
 			return fresh, nil
-		case live.Refresh(now, leases):
-			if r.ctr != nil {
+		case update(live):
+			if r.ctr != nil && beat {
 				r.ctr.heartbeats.Inc()
 			}
 			return live, nil
 		}
-		// The live entry was retired between Compute and Refresh: go
-		// round again, this time replacing it.
+		// The live entry was retired between Compute and update: go round
+		// again, this time replacing it.
 	}
 }
 

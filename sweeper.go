@@ -47,16 +47,12 @@ func (s *Sweeper) Run(ctx context.Context) error {
 	if now == nil {
 		now = time.Now
 	}
-	ticks := s.Ticks
-	if ticks == nil {
-		every := s.Interval
-		if every <= 0 {
-			every = max(ttl/2, time.Millisecond)
-		}
-		t := time.NewTicker(every)
-		defer t.Stop()
-		ticks = t.C
+	every := s.Interval
+	if every <= 0 {
+		every = max(ttl/2, time.Millisecond)
 	}
+	ticks, stop := tickerOr(s.Ticks, every)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -69,4 +65,14 @@ func (s *Sweeper) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// tickerOr returns ticks if it is set, else the channel of a new ticker
+// firing every every; stop releases the ticker.
+func tickerOr(ticks <-chan time.Time, every time.Duration) (c <-chan time.Time, stop func()) {
+	if ticks != nil {
+		return ticks, func() {}
+	}
+	t := time.NewTicker(every)
+	return t.C, t.Stop
 }

@@ -119,7 +119,9 @@ type Counts struct {
 // Total returns Active + Stale + Expired.
 func (c Counts) Total() int { return c.Active + c.Stale + c.Expired }
 
-func (c *Counts) add(s State) {
+// Add counts one consumer in state s; a value outside the three states
+// counts as Expired.
+func (c *Counts) Add(s State) {
 	switch s {
 	case Active:
 		c.Active++
@@ -142,7 +144,7 @@ func (r *Registry) Stats(now time.Time, ttl time.Duration) Stats {
 		r.shards[i].m.Range(func(_ mkey, e *entry.Entry) bool {
 			if hb := e.HB(); hb != nanotime.Retired {
 				_, s := classifyAt(ns, hb, ttl)
-				st.add(s)
+				st.Add(s)
 			}
 			return true
 		})
@@ -186,7 +188,7 @@ func (r *Registry) eachGroupCount(now time.Time, ttl time.Duration, f func(Group
 		for e := range g.members {
 			if hb := e.HB(); hb != nanotime.Retired {
 				_, s := classifyAt(ns, hb, ttl)
-				c.add(s)
+				c.Add(s)
 			}
 		}
 		g.mu.Unlock()

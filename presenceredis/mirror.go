@@ -447,14 +447,7 @@ func (m *Mirror) CountByGroup(ctx context.Context, now time.Time, ttl time.Durat
 	for _, c := range rows {
 		g := presence.GroupKey{Queue: c.Queue, Group: c.Group}
 		n := out[g]
-		switch c.State {
-		case presence.Active:
-			n.Active++
-		case presence.Stale:
-			n.Stale++
-		default:
-			n.Expired++
-		}
+		n.Add(c.State)
 		out[g] = n
 	}
 	return out, nil

@@ -40,21 +40,7 @@ func RefreshKey(b *testing.B, impl Impl, n int, parallel bool) {
 		}
 		return
 	}
-	var id atomic.Int64
-	b.RunParallel(func(pb *testing.PB) {
-		g := int(id.Add(1))
-		j, now := g*7919%n, T0
-		for pb.Next() {
-			now = now.Add(1)
-			if err := r.Heartbeat(keys[j], 1, now); err != nil {
-				b.Error(err)
-				return
-			}
-			if j++; j == n {
-				j = 0
-			}
-		}
-	})
+	refreshParallel(b, n, func(j int, now time.Time) error { return r.Heartbeat(keys[j], 1, now) })
 }
 
 // RefreshHandle heartbeats n registered consumers through handles made up
@@ -67,21 +53,7 @@ func RefreshHandle(b *testing.B, impl Impl, n int) {
 		hs[i] = impl.Handle(r, k)
 	}
 	settle(b)
-	var id atomic.Int64
-	b.RunParallel(func(pb *testing.PB) {
-		g := int(id.Add(1))
-		j, now := g*7919%n, T0
-		for pb.Next() {
-			now = now.Add(1)
-			if err := hs[j].Heartbeat(1, now); err != nil {
-				b.Error(err)
-				return
-			}
-			if j++; j == n {
-				j = 0
-			}
-		}
-	})
+	refreshParallel(b, n, func(j int, now time.Time) error { return hs[j].Heartbeat(1, now) })
 }
 
 // Register registers b.N new consumers into a registry presized for them,
@@ -102,45 +74,15 @@ func Register(b *testing.B, impl Impl) {
 func RefreshDuringSnapshots(b *testing.B, impl Impl, n int, snapshots bool) {
 	keys := Keys(n)
 	r := impl.New(keys, T0)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var taken atomic.Int64
+	stop := func() int64 { return 0 }
 	if snapshots {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				r.Snapshot(T0, TTL)
-				taken.Add(1)
-			}
-		}()
+		stop = whileBusy(func() { r.Snapshot(T0, TTL) })
 	}
 	settle(b)
-	var id atomic.Int64
-	b.RunParallel(func(pb *testing.PB) {
-		g := int(id.Add(1))
-		j, now := g*7919%n, T0
-		for pb.Next() {
-			now = now.Add(1)
-			if err := r.Heartbeat(keys[j], 1, now); err != nil {
-				b.Error(err)
-				return
-			}
-			if j++; j == n {
-				j = 0
-			}
-		}
-	})
+	refreshParallel(b, n, func(j int, now time.Time) error { return r.Heartbeat(keys[j], 1, now) })
 	b.StopTimer()
-	close(stop)
-	wg.Wait()
-	if snapshots {
-		b.ReportMetric(float64(taken.Load()), "snapshots")
+	if taken := stop(); snapshots {
+		b.ReportMetric(float64(taken), "snapshots")
 	}
 }
 
@@ -292,28 +234,24 @@ func RefreshDuringCheckpoints(b *testing.B, n int) {
 	for _, k := range keys {
 		check(b, r.Heartbeat(k, 1, T0))
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			_, _ = r.WriteTo(io.Discard)
-		}
-	}()
+	stop := whileBusy(func() { _, _ = r.WriteTo(io.Discard) })
 	settle(b)
+	refreshParallel(b, n, func(j int, now time.Time) error { return r.Heartbeat(keys[j], 1, now) })
+	b.StopTimer()
+	stop()
+}
+
+// refreshParallel runs beat from GOMAXPROCS goroutines over n consumers,
+// each goroutine walking them round-robin from its own start with its own
+// clock, and fails the benchmark on the first error.
+func refreshParallel(b *testing.B, n int, beat func(j int, now time.Time) error) {
 	var id atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		g := int(id.Add(1))
 		j, now := g*7919%n, T0
 		for pb.Next() {
 			now = now.Add(1)
-			if err := r.Heartbeat(keys[j], 1, now); err != nil {
+			if err := beat(j, now); err != nil {
 				b.Error(err)
 				return
 			}
@@ -322,7 +260,30 @@ func RefreshDuringCheckpoints(b *testing.B, n int) {
 			}
 		}
 	})
-	b.StopTimer()
-	close(stop)
-	wg.Wait()
+}
+
+// whileBusy runs busy back to back in another goroutine until the returned
+// stop is called, and returns how many times it ran.
+func whileBusy(busy func()) (stop func() int64) {
+	done := make(chan struct{})
+	var runs atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			busy()
+			runs.Add(1)
+		}
+	}()
+	return func() int64 {
+		close(done)
+		wg.Wait()
+		return runs.Load()
+	}
 }

@@ -219,14 +219,7 @@ func (r *Registry) SnapshotQueue(q string, now time.Time, ttl time.Duration) []p
 func (r *Registry) Stats(now time.Time, ttl time.Duration) presence.Stats {
 	var st presence.Stats
 	for _, c := range r.Snapshot(now, ttl) {
-		switch c.State {
-		case presence.Active:
-			st.Active++
-		case presence.Stale:
-			st.Stale++
-		default:
-			st.Expired++
-		}
+		st.Add(c.State)
 	}
 	return st
 }
@@ -237,14 +230,7 @@ func (r *Registry) CountByGroup(now time.Time, ttl time.Duration) map[presence.G
 	for _, c := range r.Snapshot(now, ttl) {
 		g := presence.GroupKey{Queue: c.Queue, Group: c.Group}
 		n := out[g]
-		switch c.State {
-		case presence.Active:
-			n.Active++
-		case presence.Stale:
-			n.Stale++
-		default:
-			n.Expired++
-		}
+		n.Add(c.State)
 		out[g] = n
 	}
 	return out
