@@ -496,7 +496,10 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 }
 
 // Len returns the number of registered consumers, whatever their state. It
-// sums one counter per shard and does not walk the entries.
+// sums one counter per shard and does not walk the entries. Like the views
+// it is weakly consistent: while registrations and removals race in
+// different shards, it may count one that has just left together with one
+// that has just joined.
 func (r *Registry) Len() int {
 	var n int64
 	for i := range r.shards {
