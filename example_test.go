@@ -1,9 +1,12 @@
 package presence_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/seed351623e9/presence"
@@ -219,4 +222,44 @@ func ExampleRegistry_AppendSnapshot() {
 	fmt.Println(len(buf), buf[0].Consumer)
 	// Output:
 	// 1 a
+}
+
+func ExampleRegistry_WriteTo() {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	before := presence.New()
+	_ = before.Heartbeat(presence.Key{Queue: "orders", Group: "workers", Consumer: "w1"}, 2, now.Add(-time.Hour))
+	_ = before.Heartbeat(presence.Key{Queue: "orders", Group: "workers", Consumer: "w1"}, 0, now)
+
+	var buf bytes.Buffer // a file, in a broker: see Checkpointer
+	if _, err := before.WriteTo(&buf); err != nil {
+		panic(err)
+	}
+	after := presence.New() // the restarted broker
+	if _, err := after.ReadFrom(&buf); err != nil {
+		panic(err)
+	}
+	c := after.Snapshot(now, presence.DefaultTTL)[0]
+	fmt.Println(c.Consumer, "registered", now.Sub(c.RegisteredAt), "ago, last active", now.Sub(c.LastActive), "ago")
+	// Output:
+	// w1 registered 1h0m0s ago, last active 1h0m0s ago
+}
+
+func ExampleCheckpointer() {
+	dir, _ := os.MkdirTemp("", "presence")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "presence.ckpt")
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+	r := presence.New()
+	_ = r.Heartbeat(presence.Key{Queue: "orders", Group: "workers", Consumer: "w1"}, 0, now)
+	cp := &presence.Checkpointer{Registry: r, Path: path}
+	fmt.Println("save:", cp.Save()) // Run does this on an interval and at shutdown
+
+	restarted := presence.New()
+	fmt.Println("load:", (&presence.Checkpointer{Registry: restarted, Path: path}).Load())
+	fmt.Println("consumers:", restarted.Len())
+	// Output:
+	// save: <nil>
+	// load: <nil>
+	// consumers: 1
 }
