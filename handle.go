@@ -18,11 +18,13 @@ import (
 // Registry: if the consumer is pruned or deregistered, the next Heartbeat
 // registers it again.
 type Handle struct {
+	// e and r come first: the fast path reads only them, and in the first
+	// 16 bytes of the object they share one cache line.
+	e atomic.Pointer[entry.Entry]
 	r *Registry
 	s *shard
 	h uint64
 	k Key // copies of the caller's strings, in one buffer
-	e atomic.Pointer[entry.Entry]
 }
 
 // Handle returns a Handle for consumer k. It registers nothing: the consumer
