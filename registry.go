@@ -15,10 +15,11 @@ package presence
 //
 // Refresh. A heartbeat for a registered consumer hashes its key once, loads
 // the entry from its shard's xsync.MapOf (a lock-free read), and updates the
-// entry's own atomic words: a CAS that only moves the heartbeat time forwards,
-// then a CAS that stores the lease count (entry.Entry.Refresh). No mutex, no bucket
-// lock, no shared counter, no allocation. A Handle skips the hash and the
-// lookup too, by keeping the entry pointer.
+// entry's own atomic words: a CAS that only moves the heartbeat time
+// forwards, a CAS that stores the lease count, and a load of the change mark
+// for mirrors (entry.Entry.Refresh). No mutex, no bucket lock, no shared
+// counter, no allocation. A Handle skips the hash and the lookup too, by
+// keeping the entry pointer.
 //
 // Removal. An entry is never simply deleted from its map. It is first
 // retired: a CAS moves its heartbeat word from the value the remover looked
@@ -43,10 +44,11 @@ package presence
 // they are retired. So writing to a live entry is always visible, and a
 // Handle's cached entry stays valid until the moment it is retired.
 //
-// Reads. Snapshot, CountActiveByGroup and PruneExpired visit one shard at a
-// time through MapOf.Range, which holds one bucket lock only while it copies
-// that bucket's entry pointers. They never stop the world; in exchange they
-// are weakly consistent, like sync.Map.Range.
+// Reads. Snapshot, PruneExpired and the other whole-registry walks visit one
+// shard at a time through MapOf.Range, which holds one bucket lock only while
+// it copies that bucket's entry pointers; the per-group views and counts walk
+// the group index (index.go), one group lock at a time. None of them stops
+// the world; in exchange they are weakly consistent, like sync.Map.Range.
 
 import (
 	"cmp"
