@@ -2,6 +2,7 @@ package presence
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -165,13 +166,22 @@ func decodeRecord(b []byte) (record, []byte, error) {
 		return rec, nil, badCheckpoint("record lease count invalid")
 	}
 	rec.leases = uint32(l)
-	if rec.hb == nanotime.Retired || rec.registered == nanotime.Retired {
-		return rec, nil, badCheckpoint("record time out of range")
-	}
-	if rec.registered > rec.hb || rec.active != entry.NoActive && rec.active > rec.hb {
-		return rec, nil, badCheckpoint("record times out of order")
+	if err := rec.validate(); err != nil {
+		return rec, nil, err
 	}
 	return rec, b[w:], nil
+}
+
+// validate checks that rec's times are storable and in order: registered
+// and last active (if any) no later than the last heartbeat.
+func (rec record) validate() error {
+	if rec.hb == nanotime.Retired || rec.registered == nanotime.Retired {
+		return badCheckpoint("record time out of range")
+	}
+	if rec.registered > rec.hb || rec.active != entry.NoActive && rec.active > rec.hb {
+		return badCheckpoint("record times out of order")
+	}
+	return nil
 }
 
 // readBlocks reads a whole checkpoint from rd, checking every block, and
@@ -279,11 +289,11 @@ func (r *Registry) ReadFrom(rd io.Reader) (int64, error) {
 			return r.apply(s)
 		}
 	}
-	buf := &recordingReader{r: rd}
-	if n, _, err := readBlocks(buf, nil); err != nil {
+	var kept bytes.Buffer
+	if n, _, err := readBlocks(io.TeeReader(rd, &kept), nil); err != nil {
 		return n, err
 	}
-	return r.apply(buf.replay())
+	return r.apply(&kept)
 }
 
 // apply merges a verified checkpoint.
@@ -319,29 +329,4 @@ func (r *Registry) restore(rec record) error {
 	fresh := entry.Restore(k.Queue, k.Group, k.Consumer, rec.registered, rec.hb, rec.active, rec.leases)
 	_, err := r.upsert(s, mkey{h: h, k: entryKey(fresh)}, fresh, rec.hb, false, merge)
 	return err
-}
-
-// recordingReader keeps what it reads, to be replayed once verified.
-type recordingReader struct {
-	r   io.Reader
-	buf []byte
-}
-
-func (rr *recordingReader) Read(p []byte) (int, error) {
-	n, err := rr.r.Read(p)
-	rr.buf = append(rr.buf, p[:n]...)
-	return n, err
-}
-
-func (rr *recordingReader) replay() io.Reader { return &sliceReader{b: rr.buf} }
-
-type sliceReader struct{ b []byte }
-
-func (s *sliceReader) Read(p []byte) (int, error) {
-	if len(s.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, s.b)
-	s.b = s.b[n:]
-	return n, nil
 }

@@ -1,7 +1,6 @@
 package presence
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io/fs"
@@ -84,11 +83,7 @@ func (c *Checkpointer) Save() (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	bw := bufio.NewWriterSize(f, 256<<10)
-	if _, err = c.Registry.WriteTo(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
+	if _, err = c.Registry.WriteTo(f); err != nil { // WriteTo buffers its own writes
 		return err
 	}
 	if err = f.Sync(); err != nil {

@@ -77,8 +77,8 @@ func (r *Registry) Merge(c Consumer) error {
 	if !c.LastActive.IsZero() {
 		rec.active = nanotime.FromTime(c.LastActive)
 	}
-	if rec.registered > rec.hb || rec.active != entry.NoActive && rec.active > rec.hb {
-		return badCheckpoint("row times out of order")
+	if err := rec.validate(); err != nil {
+		return err
 	}
 	return r.restore(rec)
 }

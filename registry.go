@@ -431,20 +431,11 @@ func row(k Key, e *entry.Entry, now int64, ttl time.Duration) (Consumer, bool) {
 		Key:           k,
 		RegisteredAt:  nanotime.ToTime(e.Registered()),
 		LastHeartbeat: nanotime.ToTime(hb),
-		LastActive:    activeTime(e.Active()),
+		LastActive:    e.ActiveTime(),
 		Age:           age,
 		Leases:        e.Leases(),
 		State:         st,
 	}, true
-}
-
-// activeTime converts an entry's active word to a time, entry.NoActive to
-// the zero Time.
-func activeTime(ns int64) time.Time {
-	if ns == entry.NoActive {
-		return time.Time{}
-	}
-	return nanotime.ToTime(ns)
 }
 
 func compareConsumers(a, b Consumer) int {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"math"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/seed351623e9/presence/internal/nanotime"
@@ -224,6 +225,14 @@ func (e *Entry) markDirty() {
 	if e.flags.Load()&FlagDirty == 0 {
 		e.flags.Or(FlagDirty)
 	}
+}
+
+// ActiveTime is Active as a UTC time, the zero Time for NoActive.
+func (e *Entry) ActiveTime() time.Time {
+	if a := e.Active(); a != NoActive {
+		return nanotime.ToTime(a)
+	}
+	return time.Time{}
 }
 
 // keepActive moves active forwards to t.

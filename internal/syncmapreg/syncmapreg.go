@@ -85,7 +85,7 @@ func (r *Registry) Snapshot(now time.Time, ttl time.Duration) []presence.Consume
 	r.each(now, ttl, func(k presence.Key, e *entry.Entry, hb int64, st presence.State) {
 		out = append(out, presence.Consumer{
 			Key: k, RegisteredAt: nanotime.ToTime(e.Registered()), LastHeartbeat: nanotime.ToTime(hb),
-			LastActive: activeTime(e.Active()),
+			LastActive: e.ActiveTime(),
 			Age:        nanotime.Age(ns, hb), Leases: e.Leases(), State: st,
 		})
 	})
@@ -119,10 +119,3 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 
 // Len returns the number of consumers.
 func (r *Registry) Len() int { return int(r.n.Load()) }
-
-func activeTime(ns int64) time.Time {
-	if ns == entry.NoActive {
-		return time.Time{}
-	}
-	return nanotime.ToTime(ns)
-}
