@@ -31,7 +31,7 @@ func BenchmarkRegistry(b *testing.B) {
 	}
 }
 
-// The names for the refresh benchmarks,
+// Names for the refresh benchmarks,
 // BenchmarkHeartbeat/impl=registry/path=key/consumers=10000 and friends,
 // select the same cases.
 func BenchmarkHeartbeat(b *testing.B) {

@@ -91,22 +91,20 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 		}
 		block = block[:0]
 	}
-	for i := range r.shards {
-		r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
-			hb := e.HB()
-			if hb == nanotime.Retired {
-				return true
-			}
-			block = appendRecord(block, mk.k, e.Registered(), hb, e.Active(), e.Leases())
-			records++
-			if len(block) >= blockTarget {
-				flush()
-			}
-			return err == nil
-		})
-		if err != nil {
-			return cw.n, err
+	r.walk(func(_ *shard, mk mkey, e *entry.Entry) bool {
+		hb := e.HB()
+		if hb == nanotime.None {
+			return true
 		}
+		block = appendRecord(block, mk.k, e.Registered(), hb, e.Active(), e.Leases())
+		records++
+		if len(block) >= blockTarget {
+			flush()
+		}
+		return err == nil
+	})
+	if err != nil {
+		return cw.n, err
 	}
 	flush()
 	if err != nil {
@@ -175,10 +173,10 @@ func decodeRecord(b []byte) (record, []byte, error) {
 // validate checks that rec's times are storable and in order: registered
 // and last active (if any) no later than the last heartbeat.
 func (rec record) validate() error {
-	if rec.hb == nanotime.Retired || rec.registered == nanotime.Retired {
+	if rec.hb == nanotime.None || rec.registered == nanotime.None {
 		return badCheckpoint("record time out of range")
 	}
-	if rec.registered > rec.hb || rec.active != entry.NoActive && rec.active > rec.hb {
+	if rec.registered > rec.hb || rec.active != nanotime.None && rec.active > rec.hb {
 		return badCheckpoint("record times out of order")
 	}
 	return nil
@@ -320,13 +318,12 @@ func (r *Registry) apply(rd io.Reader) (int64, error) {
 // restore merges one record.
 func (r *Registry) restore(rec record) error {
 	k := rec.k
-	h := hashKey(r.seed, &k)
-	s := r.shardOf(h)
 	merge := func(e *entry.Entry) bool { return e.Merge(rec.registered, rec.hb, rec.active, rec.leases) }
-	if e, ok := s.m.Load(mkey{h: h, k: k}); ok && merge(e) {
+	sl, ok := r.lookup(&k)
+	if ok && merge(sl.e) {
 		return nil
 	}
 	fresh := entry.Restore(k.Queue, k.Group, k.Consumer, rec.registered, rec.hb, rec.active, rec.leases)
-	_, err := r.upsert(s, mkey{h: h, k: entryKey(fresh)}, fresh, rec.hb, false, merge)
+	_, err := r.upsert(sl.s, mkey{h: sl.h, k: entryKey(fresh)}, fresh, rec.hb, false, merge)
 	return err
 }

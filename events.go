@@ -153,16 +153,13 @@ func (ev *events) remove(s *Subscription) {
 	ev.subs.Store(&next)
 }
 
-// noTime is the at of an event whose call takes no time.
-const noTime = nanotime.Retired
-
 func (ev *events) emit(kind EventKind, k Key, at int64) {
 	subs := ev.subs.Load()
 	if subs == nil || len(*subs) == 0 {
 		return
 	}
 	e := Event{Kind: kind, Key: k}
-	if at != noTime {
+	if at != nanotime.None {
 		e.At = nanotime.ToTime(at)
 	}
 	for _, s := range *subs {

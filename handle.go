@@ -40,10 +40,10 @@ func (r *Registry) Handle(k Key) *Handle {
 	buf := b.String()
 	q, g := len(k.Queue), len(k.Group)
 	own := Key{Queue: buf[:q], Group: buf[q : q+g], Consumer: buf[q+g:]}
-	h := hashKey(r.seed, &own)
-	hd := &Handle{r: r, s: r.shardOf(h), h: h, k: own}
-	if e, ok := hd.s.m.Load(mkey{h: h, k: own}); ok {
-		hd.e.Store(e)
+	sl, ok := r.lookup(&own)
+	hd := &Handle{r: r, s: sl.s, h: sl.h, k: own}
+	if ok {
+		hd.e.Store(sl.e)
 	}
 	return hd
 }

@@ -77,7 +77,7 @@ func TestViewsAgreeWithSnapshot(t *testing.T) {
 	_, ok = r.Lookup(key("orders", "workers", "w9"), t0, ttl)
 	assert.False(t, ok)
 
-	assert.Equal(t, presence.Stats{Active: 4, Stale: 4, Expired: 4}, r.Stats(t0, ttl))
+	assert.Equal(t, presence.Counts{Active: 4, Stale: 4, Expired: 4}, r.Stats(t0, ttl))
 	assert.Equal(t, 12, r.Stats(t0, ttl).Total())
 	counts := r.CountByGroup(t0, ttl)
 	assert.Len(t, counts, 4)

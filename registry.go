@@ -1,59 +1,9 @@
-// Package presence tells a queue broker which consumers are alive.
-//
-// Consumers heartbeat. A Registry records, for every (queue, group,
-// consumer), when it registered, when it last beat and how many leases it
-// reported, and classifies it against a TTL as Active, Stale or Expired (see
-// Classify). Aliveness is heartbeat-driven: an idle poller with no pending
-// deliveries is active, and a dead worker that still holds leases is not.
-//
-// The registry never reads the clock: every method takes now, as
-// golang.org/x/time/rate does, so that tests drive time and brokers reuse a
-// timestamp they already took.
 package presence
 
-// Concurrency design
-//
-// Refresh. A heartbeat for a registered consumer hashes its key once, loads
-// the entry from its shard's xsync.MapOf (a lock-free read), and updates the
-// entry's own atomic words: a CAS that only moves the heartbeat time
-// forwards, a CAS that stores the lease count, and a load of the change mark
-// for mirrors (entry.Entry.Refresh). No mutex, no bucket lock, no shared
-// counter, no allocation. A Handle skips the hash and the lookup too, by
-// keeping the entry pointer.
-//
-// Removal. An entry is never simply deleted from its map. It is first
-// retired: a CAS moves its heartbeat word from the value the remover looked
-// at to nanotime.Retired, a value no time converts to. Only the remover whose
-// CAS succeeded deletes it from the map, and only if the map still holds that
-// very entry. PruneExpired retires with CAS(seen, Retired), where seen is the
-// time it classified as Expired.
-//
-// Prune versus heartbeat. The race that loses heartbeats in a naive design is
-// "prune loads the entry, finds it expired; heartbeat stores a fresh time;
-// prune deletes the entry". Here both sides meet on one word. If the
-// heartbeat's CAS lands first, the prune's CAS fails because the word no
-// longer holds the time it saw, and the consumer stays. If the prune's CAS
-// lands first, the heartbeat finds the word retired and registers the
-// consumer again, replacing the retired entry under the map's bucket lock.
-// Either way, once Heartbeat(t) returns, the consumer is in the map with a
-// heartbeat >= t, unless a later Deregister or a later prune that judged t
-// itself expired removed it.
-//
-// Invariant. A non-retired entry is always the map's current entry for its
-// key: entries enter the map live, and leave it, or are replaced, only after
-// they are retired. So writing to a live entry is always visible, and a
-// Handle's cached entry stays valid until the moment it is retired.
-//
-// Reads. Snapshot, PruneExpired and the other whole-registry walks visit one
-// shard at a time through MapOf.Range, which holds one bucket lock only while
-// it copies that bucket's entry pointers; the per-group views and counts walk
-// the group index (index.go), one group lock at a time. None of them stops
-// the world; in exchange they are weakly consistent, like sync.Map.Range.
-
 import (
-	"cmp"
 	"errors"
 	"math"
+	"math/bits"
 	"sync/atomic"
 	"time"
 
@@ -75,31 +25,6 @@ type Key struct {
 // GroupKey names one consumer group of one queue.
 type GroupKey struct {
 	Queue, Group string
-}
-
-// Consumer is one row of a snapshot.
-type Consumer struct {
-	Key
-	// RegisteredAt is the time of the first heartbeat since the consumer
-	// was last registered. It never changes while the consumer stays.
-	RegisteredAt time.Time
-	// LastHeartbeat is the time of the newest heartbeat: when the consumer
-	// was last seen.
-	LastHeartbeat time.Time
-	// LastActive is the time of the newest heartbeat that reported
-	// Leases > 0: when the consumer last had work. It is the zero Time if
-	// no heartbeat since registration has. A poller that beats but never
-	// gets messages is alive (LastHeartbeat is recent) but idle
-	// (LastActive is old or zero).
-	LastActive time.Time
-	// Age is now minus LastHeartbeat for the now of the read, never
-	// negative.
-	Age time.Duration
-	// Leases is the lease count reported by the newest heartbeat. The
-	// registry stores it verbatim and never infers aliveness from it.
-	Leases uint32
-	// State classifies Age under the TTL of the read.
-	State State
 }
 
 var (
@@ -135,61 +60,6 @@ type Registry struct {
 	ctr         *counters // nil unless WithCounters
 }
 
-// Option configures a Registry in New.
-type Option func(*config)
-
-type config struct {
-	shards      int
-	max         int
-	maxPerGroup int
-	presize     int
-	counters    bool
-}
-
-// WithShards sets the number of shards. n is rounded up to a power of two,
-// at most 65536; n <= 0 keeps the default, four shards per GOMAXPROCS.
-func WithShards(n int) Option {
-	return func(c *config) {
-		if n > 0 {
-			c.shards = roundShards(n)
-		}
-	}
-}
-
-// WithMaxConsumers limits the registry to n consumers: a heartbeat that would
-// register one more returns ErrTooManyConsumers and changes nothing, while
-// heartbeats of registered consumers always succeed. n <= 0 means no limit,
-// the default.
-func WithMaxConsumers(n int) Option {
-	return func(c *config) {
-		if n > 0 {
-			c.max = n
-		} else {
-			c.max = 0
-		}
-	}
-}
-
-// WithMaxConsumersPerGroup limits every (queue, group) to n consumers, as
-// Kafka's group.max.size does: a heartbeat that would register one more in a
-// full group returns ErrGroupFull and changes nothing. Refreshes always
-// succeed. n <= 0 means no limit, the default. The registry-wide limit of
-// WithMaxConsumers applies as well.
-func WithMaxConsumersPerGroup(n int) Option {
-	return func(c *config) { c.maxPerGroup = max(n, 0) }
-}
-
-// maxPresize caps WithPresize, so that a wild hint cannot allocate gigabytes
-// up front; the maps still grow past it on demand.
-const maxPresize = 1 << 24
-
-// WithPresize sizes the shards for about n consumers up front, so that a
-// broker that knows its fleet pays no map growth while it registers. n is
-// capped at 16,777,216; n <= 0 keeps the default, small maps that grow.
-func WithPresize(n int) Option {
-	return func(c *config) { c.presize = min(n, maxPresize) }
-}
-
 // New returns an empty Registry.
 func New(opts ...Option) *Registry {
 	c := config{shards: defaultShards()}
@@ -200,7 +70,7 @@ func New(opts ...Option) *Registry {
 	}
 	r := &Registry{
 		shards:      make([]shard, c.shards),
-		shift:       uint(64 - log2(c.shards)),
+		shift:       uint(64 - bits.Len(uint(c.shards)-1)),
 		max:         int64(c.max),
 		maxPerGroup: c.maxPerGroup,
 		seed:        newSeed(),
@@ -218,15 +88,6 @@ func New(opts ...Option) *Registry {
 		r.shards[i] = newShard(per)
 	}
 	return r
-}
-
-func log2(n int) int {
-	l := 0
-	for n > 1 {
-		n >>= 1
-		l++
-	}
-	return l
 }
 
 // seedCounter makes two registries created in the same nanosecond differ.
@@ -266,15 +127,14 @@ func (r *Registry) shardOf(h uint64) *shard {
 // removes it.
 func (r *Registry) Heartbeat(k Key, leases uint32, now time.Time) error {
 	ns := nanotime.FromTime(now)
-	h := hashKey(r.seed, &k)
-	s := r.shardOf(h)
-	if e, ok := s.m.Load(mkey{h: h, k: k}); ok && e.Refresh(ns, leases) {
+	sl, ok := r.lookup(&k)
+	if ok && sl.e.Refresh(ns, leases) {
 		if r.ctr != nil {
 			r.ctr.heartbeats.Inc()
 		}
 		return nil
 	}
-	_, err := r.register(s, h, &k, leases, ns)
+	_, err := r.register(sl.s, sl.h, &k, leases, ns)
 	return err
 }
 
@@ -402,56 +262,21 @@ func unlink(s *shard, mk mkey, e *entry.Entry) {
 // Deregister removes consumer k, as on a graceful shutdown, and reports
 // whether it was present. A heartbeat after Deregister registers k again.
 func (r *Registry) Deregister(k Key) bool {
-	h := hashKey(r.seed, &k)
-	s := r.shardOf(h)
 	for {
-		e, ok := s.m.Load(mkey{h: h, k: k})
+		sl, ok := r.lookup(&k)
 		if !ok {
 			return false
 		}
-		mk := mkey{h: h, k: entryKey(e)}
-		if e.Retire() {
-			r.remove(s, mk, e, EventLeft, noTime)
+		mk := mkey{h: sl.h, k: entryKey(sl.e)}
+		if sl.e.Retire() {
+			r.remove(sl.s, mk, sl.e, EventLeft, nanotime.None)
 			return true
 		}
-		// Another remover retired e and has not unlinked it yet; help,
-		// then look again, since a heartbeat may have registered k anew.
-		unlink(s, mk, e)
+		// Another remover retired the entry and has not unlinked it yet;
+		// help, then look again, since a heartbeat may have registered k
+		// anew.
+		unlink(sl.s, mk, sl.e)
 	}
-}
-
-// row builds the snapshot row of a live entry.
-func row(k Key, e *entry.Entry, now int64, ttl time.Duration) (Consumer, bool) {
-	hb := e.HB()
-	if hb == nanotime.Retired {
-		return Consumer{}, false
-	}
-	age, st := classifyAt(now, hb, ttl)
-	return Consumer{
-		Key:           k,
-		RegisteredAt:  nanotime.ToTime(e.Registered()),
-		LastHeartbeat: nanotime.ToTime(hb),
-		LastActive:    e.ActiveTime(),
-		Age:           age,
-		Leases:        e.Leases(),
-		State:         st,
-	}, true
-}
-
-func compareConsumers(a, b Consumer) int {
-	return CompareKeys(a.Key, b.Key)
-}
-
-// CompareKeys orders keys by Queue, then Group, then Consumer, byte-wise: the
-// order of Snapshot. It returns -1, 0 or +1.
-func CompareKeys(a, b Key) int {
-	if c := cmp.Compare(a.Queue, b.Queue); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Group, b.Group); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Consumer, b.Consumer)
 }
 
 // PruneExpired removes every consumer that is Expired at now under ttl, and
@@ -465,26 +290,23 @@ func CompareKeys(a, b Key) int {
 func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 	ns := nanotime.FromTime(now)
 	n := 0
-	for i := range r.shards {
-		s := &r.shards[i]
-		s.m.Range(func(mk mkey, e *entry.Entry) bool {
-			for {
-				hb := e.HB()
-				if hb == nanotime.Retired {
-					return true
-				}
-				if _, st := classifyAt(ns, hb, ttl); st != Expired {
-					r.observe(mk.k, e, st, ns)
-					return true
-				}
-				if e.RetireIf(hb) {
-					r.remove(s, mk, e, EventExpired, ns)
-					n++
-					return true
-				}
+	r.walk(func(s *shard, mk mkey, e *entry.Entry) bool {
+		for {
+			hb := e.HB()
+			if hb == nanotime.None {
+				return true
 			}
-		})
-	}
+			if _, st := classifyAt(ns, hb, ttl); st != Expired {
+				r.observe(mk.k, e, st, ns)
+				return true
+			}
+			if e.RetireIf(hb) {
+				r.remove(s, mk, e, EventExpired, ns)
+				n++
+				return true
+			}
+		}
+	})
 	return n
 }
 

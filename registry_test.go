@@ -45,7 +45,7 @@ func lookup(t *testing.T, r *presence.Registry, k presence.Key, now time.Time) (
 	return presence.Consumer{}, false
 }
 
-// --- The seed's eight tests, ported. ---
+// --- The reference contract: first beat, refresh, stale, prune, snapshot order. ---
 
 func TestFirstHeartbeatRegistersActive(t *testing.T) {
 	r := presence.New()

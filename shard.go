@@ -122,3 +122,39 @@ func entryKey(e *entry.Entry) Key {
 	q, g, c := e.Key()
 	return Key{Queue: q, Group: g, Consumer: c}
 }
+
+// slot is where a key lives: its hash, its shard, and the entry the shard
+// holds for it, if any (it may be retired).
+type slot struct {
+	h uint64
+	s *shard
+	e *entry.Entry
+}
+
+// lookup hashes k once, picks its shard and loads its entry: the one place
+// a key is turned into a shard and an entry. It takes no lock.
+func (r *Registry) lookup(k *Key) (sl slot, ok bool) {
+	sl.h = hashKey(r.seed, k)
+	sl.s = r.shardOf(sl.h)
+	sl.e, ok = sl.s.m.Load(mkey{h: sl.h, k: *k})
+	return sl, ok
+}
+
+// walk calls f for every entry of every shard, retired or not, one shard at
+// a time, until f returns false: the one loop over the whole registry. It
+// holds one xsync bucket lock only while MapOf.Range copies that bucket, so
+// it never blocks a refresh, and it is weakly consistent like
+// sync.Map.Range. mk's strings are the entry's own.
+func (r *Registry) walk(f func(s *shard, mk mkey, e *entry.Entry) bool) {
+	for i := range r.shards {
+		s := &r.shards[i]
+		more := true
+		s.m.Range(func(mk mkey, e *entry.Entry) bool {
+			more = f(s, mk, e)
+			return more
+		})
+		if !more {
+			return
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"cmp"
 	"iter"
 	"slices"
 	"time"
@@ -8,6 +9,65 @@ import (
 	"github.com/seed351623e9/presence/internal/entry"
 	"github.com/seed351623e9/presence/internal/nanotime"
 )
+
+// Consumer is one row of a snapshot.
+type Consumer struct {
+	Key
+	// RegisteredAt is the time of the first heartbeat since the consumer
+	// was last registered. It never changes while the consumer stays.
+	RegisteredAt time.Time
+	// LastHeartbeat is the time of the newest heartbeat: when the consumer
+	// was last seen.
+	LastHeartbeat time.Time
+	// LastActive is the time of the newest heartbeat that reported
+	// Leases > 0: when the consumer last had work. It is the zero Time if
+	// no heartbeat since registration has. A poller that beats but never
+	// gets messages is alive (LastHeartbeat is recent) but idle
+	// (LastActive is old or zero).
+	LastActive time.Time
+	// Age is now minus LastHeartbeat for the now of the read, never
+	// negative.
+	Age time.Duration
+	// Leases is the lease count reported by the newest heartbeat. The
+	// registry stores it verbatim and never infers aliveness from it.
+	Leases uint32
+	// State classifies Age under the TTL of the read.
+	State State
+}
+
+// row builds the snapshot row of a live entry.
+func row(k Key, e *entry.Entry, now int64, ttl time.Duration) (Consumer, bool) {
+	hb := e.HB()
+	if hb == nanotime.None {
+		return Consumer{}, false
+	}
+	age, st := classifyAt(now, hb, ttl)
+	return Consumer{
+		Key:           k,
+		RegisteredAt:  nanotime.ToTime(e.Registered()),
+		LastHeartbeat: nanotime.ToTime(hb),
+		LastActive:    e.ActiveTime(),
+		Age:           age,
+		Leases:        e.Leases(),
+		State:         st,
+	}, true
+}
+
+func compareConsumers(a, b Consumer) int {
+	return CompareKeys(a.Key, b.Key)
+}
+
+// CompareKeys orders keys by Queue, then Group, then Consumer, byte-wise: the
+// order of Snapshot. It returns -1, 0 or +1.
+func CompareKeys(a, b Key) int {
+	if c := cmp.Compare(a.Queue, b.Queue); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Group, b.Group); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Consumer, b.Consumer)
+}
 
 // Every view is weakly consistent, like sync.Map.Range: it never blocks
 // heartbeats for longer than one bucket copy or one group-lock copy, and a
@@ -31,14 +91,12 @@ func (r *Registry) Snapshot(now time.Time, ttl time.Duration) []Consumer {
 func (r *Registry) AppendSnapshot(dst []Consumer, now time.Time, ttl time.Duration) []Consumer {
 	ns := nanotime.FromTime(now)
 	start := len(dst)
-	for i := range r.shards {
-		r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
-			if c, ok := row(mk.k, e, ns, ttl); ok {
-				dst = append(dst, c)
-			}
-			return true
-		})
-	}
+	r.walk(func(_ *shard, mk mkey, e *entry.Entry) bool {
+		if c, ok := row(mk.k, e, ns, ttl); ok {
+			dst = append(dst, c)
+		}
+		return true
+	})
 	slices.SortFunc(dst[start:], compareConsumers)
 	return dst
 }
@@ -50,30 +108,23 @@ func (r *Registry) AppendSnapshot(dst []Consumer, now time.Time, ttl time.Durati
 func (r *Registry) All(now time.Time, ttl time.Duration) iter.Seq[Consumer] {
 	ns := nanotime.FromTime(now)
 	return func(yield func(Consumer) bool) {
-		for i := range r.shards {
-			more := true
-			r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
-				if c, ok := row(mk.k, e, ns, ttl); ok {
-					more = yield(c)
-				}
-				return more
-			})
-			if !more {
-				return
+		r.walk(func(_ *shard, mk mkey, e *entry.Entry) bool {
+			if c, ok := row(mk.k, e, ns, ttl); ok {
+				return yield(c)
 			}
-		}
+			return true
+		})
 	}
 }
 
 // Lookup returns consumer k's row at now under ttl, and whether k is
 // registered. It costs one hash and one lock-free map read.
 func (r *Registry) Lookup(k Key, now time.Time, ttl time.Duration) (Consumer, bool) {
-	h := hashKey(r.seed, &k)
-	e, ok := r.shardOf(h).m.Load(mkey{h: h, k: k})
+	sl, ok := r.lookup(&k)
 	if !ok {
 		return Consumer{}, false
 	}
-	return row(entryKey(e), e, nanotime.FromTime(now), ttl)
+	return row(entryKey(sl.e), sl.e, nanotime.FromTime(now), ttl)
 }
 
 // SnapshotGroup returns the consumers of group g, sorted as Snapshot sorts
@@ -132,23 +183,18 @@ func (c *Counts) Add(s State) {
 	}
 }
 
-// Stats is the registry-wide count of consumers by state.
-type Stats = Counts
-
 // Stats counts every consumer by state at now under ttl. It is one pass over
 // the shards, with no allocation and no sort.
-func (r *Registry) Stats(now time.Time, ttl time.Duration) Stats {
+func (r *Registry) Stats(now time.Time, ttl time.Duration) Counts {
 	ns := nanotime.FromTime(now)
-	var st Stats
-	for i := range r.shards {
-		r.shards[i].m.Range(func(_ mkey, e *entry.Entry) bool {
-			if hb := e.HB(); hb != nanotime.Retired {
-				_, s := classifyAt(ns, hb, ttl)
-				st.Add(s)
-			}
-			return true
-		})
-	}
+	var st Counts
+	r.walk(func(_ *shard, _ mkey, e *entry.Entry) bool {
+		if hb := e.HB(); hb != nanotime.None {
+			_, s := classifyAt(ns, hb, ttl)
+			st.Add(s)
+		}
+		return true
+	})
 	return st
 }
 
@@ -186,7 +232,7 @@ func (r *Registry) eachGroupCount(now time.Time, ttl time.Duration, f func(Group
 		var c Counts
 		g.mu.Lock()
 		for e := range g.members {
-			if hb := e.HB(); hb != nanotime.Retired {
+			if hb := e.HB(); hb != nanotime.None {
 				_, s := classifyAt(ns, hb, ttl)
 				c.Add(s)
 			}

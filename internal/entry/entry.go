@@ -20,16 +20,16 @@ import (
 // 24, no pointer (time.Time carries a *Location), and a single word that can
 // be compared-and-swapped.
 //
-// hb doubles as the entry's liveness flag: nanotime.Retired, a value that no
+// hb doubles as the entry's liveness flag: nanotime.None, a value that no
 // time converts to, marks an entry that has been removed (see registry.go).
 type Entry struct {
-	hb atomic.Int64 // last heartbeat, or nanotime.Retired
+	hb atomic.Int64 // last heartbeat, or nanotime.None
 	// lw packs the lease count (low 32 bits) with a write sequence (high
 	// 32 bits), so that a lease write that lost a race can be detected by
 	// CAS; see Refresh.
 	lw atomic.Uint64
 	// active is the time of the newest heartbeat that reported leases > 0
-	// as of the last time the lease count dropped to 0, or NoActive. While
+	// as of the last time the lease count dropped to 0, or nanotime.None. While
 	// the lease count is above 0 the newest such heartbeat is hb itself, so
 	// a refresh writes active only on a drop from leases > 0 to 0: a
 	// steady heartbeat, with or without leases, never pays for it. See
@@ -43,9 +43,6 @@ type Entry struct {
 	// on: the lengths of queue, group and consumer as uvarints (one byte
 	// each for names under 128 bytes), then their bytes.
 }
-
-// NoActive is the active time of an entry that never reported leases.
-const NoActive = math.MinInt64
 
 // Flag bits of an entry.
 const (
@@ -86,7 +83,7 @@ func New(queue, group, consumer string, now int64, leases uint32) *Entry {
 	e := (*Entry)(base)
 	e.hb.Store(now)
 	e.lw.Store(uint64(leases))
-	e.active.Store(NoActive)
+	e.active.Store(nanotime.None)
 	e.registered.Store(now)
 	e.flags.Store(FlagDirty)
 
@@ -147,7 +144,7 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 	var old int64
 	for {
 		old = e.hb.Load()
-		if old == nanotime.Retired {
+		if old == nanotime.None {
 			return false
 		}
 		if now < old {
@@ -182,7 +179,7 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 // RetireIf marks the entry removed if its heartbeat still equals seen, and
 // reports whether it did. A concurrent refresh that moved hb makes it fail.
 func (e *Entry) RetireIf(seen int64) bool {
-	return seen != nanotime.Retired && e.hb.CompareAndSwap(seen, nanotime.Retired)
+	return seen != nanotime.None && e.hb.CompareAndSwap(seen, nanotime.None)
 }
 
 // Retire marks the entry removed whatever its heartbeat, and reports
@@ -190,10 +187,10 @@ func (e *Entry) RetireIf(seen int64) bool {
 func (e *Entry) Retire() bool {
 	for {
 		hb := e.hb.Load()
-		if hb == nanotime.Retired {
+		if hb == nanotime.None {
 			return false
 		}
-		if e.hb.CompareAndSwap(hb, nanotime.Retired) {
+		if e.hb.CompareAndSwap(hb, nanotime.None) {
 			return true
 		}
 	}
@@ -201,14 +198,14 @@ func (e *Entry) Retire() bool {
 
 func (e *Entry) Leases() uint32 { return uint32(e.lw.Load()) }
 
-// HB returns the last heartbeat in Unix nanoseconds, or nanotime.Retired.
+// HB returns the last heartbeat in Unix nanoseconds, or nanotime.None.
 func (e *Entry) HB() int64 { return e.hb.Load() }
 
 // Registered returns the registration time in Unix nanoseconds.
 func (e *Entry) Registered() int64 { return e.registered.Load() }
 
 // Active returns the time of the newest heartbeat with leases > 0, or
-// NoActive: hb while the current lease count is above 0, else the time kept
+// nanotime.None: hb while the current lease count is above 0, else the time kept
 // when it dropped to 0. When beats of one consumer race, it reflects the
 // beats whose lease counts were recorded.
 func (e *Entry) Active() int64 {
@@ -227,9 +224,9 @@ func (e *Entry) markDirty() {
 	}
 }
 
-// ActiveTime is Active as a UTC time, the zero Time for NoActive.
+// ActiveTime is Active as a UTC time, the zero Time for nanotime.None.
 func (e *Entry) ActiveTime() time.Time {
-	if a := e.Active(); a != NoActive {
+	if a := e.Active(); a != nanotime.None {
 		return nanotime.ToTime(a)
 	}
 	return time.Time{}
@@ -266,7 +263,7 @@ func (e *Entry) SetFlag(f uint32, on bool) bool {
 }
 
 // Live reports whether the entry has not been retired.
-func (e *Entry) Live() bool { return e.hb.Load() != nanotime.Retired }
+func (e *Entry) Live() bool { return e.hb.Load() != nanotime.None }
 
 // Restore allocates an entry with the times of a checkpoint record.
 func Restore(queue, group, consumer string, registered, hb, active int64, leases uint32) *Entry {

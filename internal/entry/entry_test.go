@@ -3,6 +3,8 @@ package entry
 import (
 	"testing"
 	"unsafe"
+
+	"github.com/seed351623e9/presence/internal/nanotime"
 )
 
 // The header is five words on every platform: a change that adds a field,
@@ -37,7 +39,7 @@ func TestEmptyKey(t *testing.T) {
 
 func TestActiveFollowsLeasedBeats(t *testing.T) {
 	e := New("q", "g", "c", 10, 0)
-	if e.Active() != NoActive {
+	if e.Active() != nanotime.None {
 		t.Fatal("a consumer registered without leases has no active time")
 	}
 	e.Refresh(20, 3)

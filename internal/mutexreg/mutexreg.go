@@ -216,8 +216,8 @@ func (r *Registry) SnapshotQueue(q string, now time.Time, ttl time.Duration) []p
 }
 
 // Stats counts a snapshot's rows by state.
-func (r *Registry) Stats(now time.Time, ttl time.Duration) presence.Stats {
-	var st presence.Stats
+func (r *Registry) Stats(now time.Time, ttl time.Duration) presence.Counts {
+	var st presence.Counts
 	for _, c := range r.Snapshot(now, ttl) {
 		st.Add(c.State)
 	}

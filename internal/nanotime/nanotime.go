@@ -11,10 +11,12 @@ import (
 	"time"
 )
 
-// Retired is the one int64 value that never denotes a time. The registry
-// stores it in an entry's heartbeat word to mark the entry as removed, so
-// FromTime never returns it.
-const Retired = math.MinInt64
+// None is the one int64 value that never denotes a time, since FromTime
+// never returns it. It stands for "no time" wherever a time word needs one:
+// in an entry's heartbeat word it marks the entry retired (removed); as an
+// entry's active time it means no heartbeat reported leases; as an event's
+// time it means the event has none.
+const None = math.MinInt64
 
 // Min and Max are the smallest and largest nanosecond values FromTime
 // returns.

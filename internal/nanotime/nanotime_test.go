@@ -52,8 +52,8 @@ func TestFromTimeMatchesBigReference(t *testing.T) {
 			t.Errorf("FromTime(%v) = %d, want %d", tm, got, want)
 		}
 	}
-	if FromTime(time.Unix(0, math.MinInt64)) == Retired {
-		t.Error("FromTime returned the Retired sentinel")
+	if FromTime(time.Unix(0, math.MinInt64)) == None {
+		t.Error("FromTime returned the None sentinel")
 	}
 }
 

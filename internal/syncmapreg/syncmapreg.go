@@ -70,7 +70,7 @@ func (r *Registry) each(now time.Time, ttl time.Duration, f func(k presence.Key,
 	r.m.Range(func(key, value any) bool {
 		e := value.(*entry.Entry)
 		hb := e.HB()
-		if hb == nanotime.Retired {
+		if hb == nanotime.None {
 			return true
 		}
 		f(key.(presence.Key), e, hb, presence.Classify(nanotime.Age(ns, hb), ttl))

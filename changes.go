@@ -19,31 +19,28 @@ import (
 // passes it again. CollectChanged walks the shards like Snapshot, in O(n).
 func (r *Registry) CollectChanged(fn func(Consumer)) int {
 	n := 0
-	for i := range r.shards {
-		r.shards[i].m.Range(func(mk mkey, e *entry.Entry) bool {
-			if e.Flags()&entry.FlagDirty == 0 || !e.SetFlag(entry.FlagDirty, false) {
-				return true
-			}
-			// Cleared before reading: a refresh writes its values, then
-			// marks; so either we read its values or it marks again.
-			if c, ok := row(mk.k, e, 0, 0); ok {
-				c.Age, c.State = 0, Active
-				fn(c)
-				n++
-			}
+	r.walk(func(_ *shard, mk mkey, e *entry.Entry) bool {
+		if e.Flags()&entry.FlagDirty == 0 || !e.SetFlag(entry.FlagDirty, false) {
 			return true
-		})
-	}
+		}
+		// Cleared before reading: a refresh writes its values, then
+		// marks; so either we read its values or it marks again.
+		if c, ok := row(mk.k, e, 0, 0); ok {
+			c.Age, c.State = 0, Active
+			fn(c)
+			n++
+		}
+		return true
+	})
 	return n
 }
 
 // MarkChanged marks consumer k changed, so that the next CollectChanged
 // passes it. It reports whether k is registered.
 func (r *Registry) MarkChanged(k Key) bool {
-	h := hashKey(r.seed, &k)
-	e, ok := r.shardOf(h).m.Load(mkey{h: h, k: k})
+	sl, ok := r.lookup(&k)
 	if ok {
-		e.SetFlag(entry.FlagDirty, true)
+		sl.e.SetFlag(entry.FlagDirty, true)
 	}
 	return ok
 }
@@ -51,12 +48,10 @@ func (r *Registry) MarkChanged(k Key) bool {
 // MarkAllChanged marks every consumer changed: the next CollectChanged
 // passes them all. A mirror calls it when its copy may have been lost.
 func (r *Registry) MarkAllChanged() {
-	for i := range r.shards {
-		r.shards[i].m.Range(func(_ mkey, e *entry.Entry) bool {
-			e.SetFlag(entry.FlagDirty, true)
-			return true
-		})
-	}
+	r.walk(func(_ *shard, _ mkey, e *entry.Entry) bool {
+		e.SetFlag(entry.FlagDirty, true)
+		return true
+	})
 }
 
 // Merge folds a row from elsewhere (another broker, a mirror) into the
@@ -71,7 +66,7 @@ func (r *Registry) Merge(c Consumer) error {
 		k:          c.Key,
 		registered: nanotime.FromTime(c.RegisteredAt),
 		hb:         nanotime.FromTime(c.LastHeartbeat),
-		active:     entry.NoActive,
+		active:     nanotime.None,
 		leases:     c.Leases,
 	}
 	if !c.LastActive.IsZero() {

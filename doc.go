@@ -1,0 +1,51 @@
+// Package presence tells a queue broker which consumers are alive.
+//
+// Consumers heartbeat. A Registry records, for every (queue, group,
+// consumer), when it registered, when it last beat and how many leases it
+// reported, and classifies it against a TTL as Active, Stale or Expired (see
+// Classify). Aliveness is heartbeat-driven: an idle poller with no pending
+// deliveries is active, and a dead worker that still holds leases is not.
+//
+// The registry never reads the clock: every method takes now, as
+// golang.org/x/time/rate does, so that tests drive time and brokers reuse a
+// timestamp they already took.
+package presence
+
+// Concurrency design
+//
+// Refresh. A heartbeat for a registered consumer hashes its key once, loads
+// the entry from its shard's xsync.MapOf (a lock-free read), and updates the
+// entry's own atomic words: a CAS that only moves the heartbeat time
+// forwards, a CAS that stores the lease count, and a load of the change mark
+// for mirrors (entry.Entry.Refresh). No mutex, no bucket lock, no shared
+// counter, no allocation. A Handle skips the hash and the lookup too, by
+// keeping the entry pointer.
+//
+// Removal. An entry is never simply deleted from its map. It is first
+// retired: a CAS moves its heartbeat word from the value the remover looked
+// at to nanotime.None, a value no time converts to. Only the remover whose
+// CAS succeeded deletes it from the map, and only if the map still holds that
+// very entry. PruneExpired retires with CAS(seen, None), where seen is the
+// time it classified as Expired.
+//
+// Prune versus heartbeat. The race that loses heartbeats in a naive design is
+// "prune loads the entry, finds it expired; heartbeat stores a fresh time;
+// prune deletes the entry". Here both sides meet on one word. If the
+// heartbeat's CAS lands first, the prune's CAS fails because the word no
+// longer holds the time it saw, and the consumer stays. If the prune's CAS
+// lands first, the heartbeat finds the word retired and registers the
+// consumer again, replacing the retired entry under the map's bucket lock.
+// Either way, once Heartbeat(t) returns, the consumer is in the map with a
+// heartbeat >= t, unless a later Deregister or a later prune that judged t
+// itself expired removed it.
+//
+// Invariant. A non-retired entry is always the map's current entry for its
+// key: entries enter the map live, and leave it, or are replaced, only after
+// they are retired. So writing to a live entry is always visible, and a
+// Handle's cached entry stays valid until the moment it is retired.
+//
+// Reads. Snapshot, PruneExpired and the other whole-registry walks visit one
+// shard at a time through MapOf.Range, which holds one bucket lock only while
+// it copies that bucket's entry pointers; the per-group views and counts walk
+// the group index (index.go), one group lock at a time. None of them stops
+// the world; in exchange they are weakly consistent, like sync.Map.Range.

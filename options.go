@@ -1,0 +1,56 @@
+package presence
+
+// Option configures a Registry in New.
+type Option func(*config)
+
+type config struct {
+	shards      int
+	max         int
+	maxPerGroup int
+	presize     int
+	counters    bool
+}
+
+// WithShards sets the number of shards. n is rounded up to a power of two,
+// at most 65536; n <= 0 keeps the default, four shards per GOMAXPROCS.
+func WithShards(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.shards = roundShards(n)
+		}
+	}
+}
+
+// WithMaxConsumers limits the registry to n consumers: a heartbeat that would
+// register one more returns ErrTooManyConsumers and changes nothing, while
+// heartbeats of registered consumers always succeed. n <= 0 means no limit,
+// the default.
+func WithMaxConsumers(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.max = n
+		} else {
+			c.max = 0
+		}
+	}
+}
+
+// WithMaxConsumersPerGroup limits every (queue, group) to n consumers, as
+// Kafka's group.max.size does: a heartbeat that would register one more in a
+// full group returns ErrGroupFull and changes nothing. Refreshes always
+// succeed. n <= 0 means no limit, the default. The registry-wide limit of
+// WithMaxConsumers applies as well.
+func WithMaxConsumersPerGroup(n int) Option {
+	return func(c *config) { c.maxPerGroup = max(n, 0) }
+}
+
+// maxPresize caps WithPresize, so that a wild hint cannot allocate gigabytes
+// up front; the maps still grow past it on demand.
+const maxPresize = 1 << 24
+
+// WithPresize sizes the shards for about n consumers up front, so that a
+// broker that knows its fleet pays no map growth while it registers. n is
+// capped at 16,777,216; n <= 0 keeps the default, small maps that grow.
+func WithPresize(n int) Option {
+	return func(c *config) { c.presize = min(n, maxPresize) }
+}
