@@ -92,11 +92,11 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 		block = block[:0]
 	}
 	r.walk(func(_ *shard, mk mkey, e *entry.Entry) bool {
-		hb := e.HB()
-		if hb == nanotime.None {
+		st, ok := e.Load()
+		if !ok {
 			return true
 		}
-		block = appendRecord(block, mk.k, e.Registered(), hb, e.Active(), e.Leases())
+		block = appendRecord(block, mk.k, st.Registered, st.HB, st.Active, st.Leases)
 		records++
 		if len(block) >= blockTarget {
 			flush()

@@ -16,8 +16,8 @@ package presence
 // Refresh. A heartbeat for a registered consumer hashes its key once, loads
 // the entry from its shard's xsync.MapOf (a lock-free read), and updates the
 // entry's own atomic words: a CAS that only moves the heartbeat time
-// forwards, a CAS that stores the lease count, and a load of the change mark
-// for mirrors (entry.Entry.Refresh). No mutex, no bucket lock, no shared
+// forwards, a CAS that stores the lease count tagged with that time, and a
+// load of the change mark for mirrors (entry.Entry.Refresh). No mutex, no bucket lock, no shared
 // counter, no allocation. A Handle skips the hash and the lookup too, by
 // keeping the entry pointer.
 //
@@ -49,3 +49,10 @@ package presence
 // it copies that bucket's entry pointers; the per-group views and counts walk
 // the group index (index.go), one group lock at a time. None of them stops
 // the world; in exchange they are weakly consistent, like sync.Map.Range.
+//
+// Rows. Every row, checkpoint record and mirrored row is built from one
+// entry.Entry.Load: hb, the lease word, the active and registered times, and
+// hb again, retried while hb moved or the lease word's tag is not hb's (a
+// beat between its two writes). So a row is one state of its consumer:
+// RegisteredAt and LastActive are no later than LastHeartbeat, and Leases are those reported
+// at LastHeartbeat. The reader retries; the writer never waits.

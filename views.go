@@ -35,21 +35,22 @@ type Consumer struct {
 	State State
 }
 
-// row builds the snapshot row of a live entry.
+// row builds the snapshot row of a live entry from one consistent reading
+// of it (entry.Entry.Load).
 func row(k Key, e *entry.Entry, now int64, ttl time.Duration) (Consumer, bool) {
-	hb := e.HB()
-	if hb == nanotime.None {
+	st, ok := e.Load()
+	if !ok {
 		return Consumer{}, false
 	}
-	age, st := classifyAt(now, hb, ttl)
+	age, state := classifyAt(now, st.HB, ttl)
 	return Consumer{
 		Key:           k,
-		RegisteredAt:  nanotime.ToTime(e.Registered()),
-		LastHeartbeat: nanotime.ToTime(hb),
-		LastActive:    e.ActiveTime(),
+		RegisteredAt:  nanotime.ToTime(st.Registered),
+		LastHeartbeat: nanotime.ToTime(st.HB),
+		LastActive:    entry.TimeOrZero(st.Active),
 		Age:           age,
-		Leases:        e.Leases(),
-		State:         st,
+		Leases:        st.Leases,
+		State:         state,
 	}, true
 }
 

@@ -6,6 +6,7 @@ package entry
 import (
 	"encoding/binary"
 	"math"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -24,9 +25,10 @@ import (
 // time converts to, marks an entry that has been removed (see registry.go).
 type Entry struct {
 	hb atomic.Int64 // last heartbeat, or nanotime.None
-	// lw packs the lease count (low 32 bits) with a write sequence (high
-	// 32 bits), so that a lease write that lost a race can be detected by
-	// CAS; see Refresh.
+	// lw packs the lease count (low 32 bits) with the tag of the heartbeat
+	// time it belongs to (high 32 bits, see tagOf), so that a reader can
+	// tell whether the lease count is that of the heartbeat it read, and a
+	// lease write that lost a race fails its CAS; see Refresh and Load.
 	lw atomic.Uint64
 	// active is the time of the newest heartbeat that reported leases > 0
 	// as of the last time the lease count dropped to 0, or nanotime.None. While
@@ -82,7 +84,7 @@ func New(queue, group, consumer string, now int64, leases uint32) *Entry {
 	base := unsafe.Pointer(unsafe.SliceData(words))
 	e := (*Entry)(base)
 	e.hb.Store(now)
-	e.lw.Store(uint64(leases))
+	e.lw.Store(tagOf(now) | uint64(leases))
 	e.active.Store(nanotime.None)
 	e.registered.Store(now)
 	e.flags.Store(FlagDirty)
@@ -130,16 +132,26 @@ func (e *Entry) bytes(off, n uintptr) string {
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e), off)), n)
 }
 
+// tagOf returns the tag of heartbeat time hb, in the high half of a lease
+// word: the top 32 bits of hb times an odd constant. Two times whose tags are
+// equal are rare, whatever the structure of the times (whole seconds, or
+// times 2^32 ns apart).
+func tagOf(hb int64) uint64 {
+	return uint64(hb) * 0x9e3779b97f4a7c15 >> 32 << 32
+}
+
 // Refresh records a heartbeat at now carrying leases. It reports false, and
 // changes nothing, if the entry is retired; the caller then registers the
 // consumer again.
 //
 // The heartbeat word only moves forwards: a beat older than the stored one
 // is stale news and changes nothing. The lease count follows the beat with
-// the newest time: after moving hb to now, a writer stores its leases only
-// while hb still equals now, by a CAS on lw, whose sequence half changes on
-// every write. A writer holding an older time that loses the race therefore
-// fails its CAS, or sees hb moved on, and never overwrites newer leases.
+// the newest time: after moving hb to now, a writer stores its leases, tagged
+// with now, by a CAS on lw while hb still equals now. A writer holding an
+// older time that loses the race therefore fails its CAS (the newer writer
+// changed the tag), or sees hb moved on, and never overwrites newer leases.
+// Between the two writes the lease word carries the tag of an older time,
+// which tells a reader (Load) that the beat at hb is still being written.
 func (e *Entry) Refresh(now int64, leases uint32) bool {
 	var old int64
 	for {
@@ -155,6 +167,7 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 		}
 	}
 	afterTimeCAS()
+	next := tagOf(now) | uint64(leases)
 	for {
 		w := e.lw.Load()
 		if e.hb.Load() != now {
@@ -163,7 +176,6 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 			e.markDirty()
 			return true
 		}
-		next := (w>>32+1)<<32 | uint64(leases)
 		if e.lw.CompareAndSwap(w, next) {
 			if leases == 0 && uint32(w) > 0 {
 				// Work stopped: the beat this one replaced, at old, was
@@ -196,6 +208,56 @@ func (e *Entry) Retire() bool {
 	}
 }
 
+// State is one consistent reading of a live entry: the times and the lease
+// count of one moment, with Registered <= HB, Active <= HB (or
+// nanotime.None), and Leases the count reported by the beat at HB.
+type State struct {
+	Registered, HB, Active int64
+	Leases                 uint32
+}
+
+// loadSpins bounds how often Load retries a reading that a beat in flight
+// made inconsistent before it settles for the times alone; see Load.
+const loadSpins = 1 << 12
+
+// Load returns the entry's current state, or false if it is retired. It
+// takes no lock and never makes a writer wait: it reads hb, the lease word,
+// active and registered, then hb again, and retries while hb moved or the
+// lease word carries the tag of another time, which happens while a beat is
+// between its two writes (for a few instructions, unless its goroutine is
+// descheduled there; Load yields the processor after a few tries).
+//
+// Active and Registered are clamped to HB, so the times are in order even
+// if a beat moved hb between the loads of a retry that was given up. That
+// only happens after loadSpins tries, when hb's writer has stalled for a
+// long time; the lease count may then be that of an earlier beat.
+func (e *Entry) Load() (State, bool) {
+	for i := 0; ; i++ {
+		hb := e.hb.Load()
+		if hb == nanotime.None {
+			return State{}, false
+		}
+		w := e.lw.Load()
+		active := e.active.Load()
+		registered := e.registered.Load()
+		if e.hb.Load() != hb || w&^(1<<32-1) != tagOf(hb) {
+			if i < loadSpins {
+				if i >= 8 {
+					runtime.Gosched()
+				}
+				continue
+			}
+		}
+		st := State{Registered: min(registered, hb), HB: hb, Active: min(active, hb), Leases: uint32(w)}
+		if st.Leases > 0 {
+			// The newest beat with leases is the one at hb.
+			st.Active = hb
+		}
+		return st, true
+	}
+}
+
+// Leases returns the lease count of the last recorded beat.
 func (e *Entry) Leases() uint32 { return uint32(e.lw.Load()) }
 
 // HB returns the last heartbeat in Unix nanoseconds, or nanotime.None.
@@ -207,12 +269,14 @@ func (e *Entry) Registered() int64 { return e.registered.Load() }
 // Active returns the time of the newest heartbeat with leases > 0, or
 // nanotime.None: hb while the current lease count is above 0, else the time kept
 // when it dropped to 0. When beats of one consumer race, it reflects the
-// beats whose lease counts were recorded.
+// beats whose lease counts were recorded. It is Load's Active, and
+// nanotime.None for a retired entry.
 func (e *Entry) Active() int64 {
-	if e.Leases() > 0 {
-		return e.hb.Load()
+	st, ok := e.Load()
+	if !ok {
+		return nanotime.None
 	}
-	return e.active.Load()
+	return st.Active
 }
 
 // markDirty sets FlagDirty after the entry's values are written, so that a
@@ -225,9 +289,12 @@ func (e *Entry) markDirty() {
 }
 
 // ActiveTime is Active as a UTC time, the zero Time for nanotime.None.
-func (e *Entry) ActiveTime() time.Time {
-	if a := e.Active(); a != nanotime.None {
-		return nanotime.ToTime(a)
+func (e *Entry) ActiveTime() time.Time { return TimeOrZero(e.Active()) }
+
+// TimeOrZero converts ns to a UTC time, and nanotime.None to the zero Time.
+func TimeOrZero(ns int64) time.Time {
+	if ns != nanotime.None {
+		return nanotime.ToTime(ns)
 	}
 	return time.Time{}
 }

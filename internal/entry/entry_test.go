@@ -91,3 +91,40 @@ func TestDirtyMarks(t *testing.T) {
 		t.Fatal("a refresh did not mark the entry")
 	}
 }
+
+// A beat between its two writes (hb moved, lease word not yet) must not be
+// read as one state: Load waits for it, and if it never completes, settles
+// for times in order.
+func TestLoadNeverMixesBeats(t *testing.T) {
+	e := New("q", "g", "c", 10, 3)
+	if st, ok := e.Load(); !ok || st != (State{Registered: 10, HB: 10, Active: 10, Leases: 3}) {
+		t.Fatalf("Load() = %+v, %v", st, ok)
+	}
+	e.Refresh(20, 0)
+	if st, _ := e.Load(); st != (State{Registered: 10, HB: 20, Active: 10, Leases: 0}) {
+		t.Fatalf("after a drop to 0 leases: %+v", st)
+	}
+	// A stalled writer: hb moved to 30, leases still tagged 20.
+	e.hb.Store(30)
+	e.active.Store(40)
+	if st, _ := e.Load(); st.HB != 30 || st.Active > st.HB || st.Registered > st.HB {
+		t.Fatalf("times out of order: %+v", st)
+	}
+	e.Retire()
+	if _, ok := e.Load(); ok {
+		t.Fatal("Load of a retired entry")
+	}
+}
+
+// Times that are 2^32 ns apart, or whole seconds, get different tags.
+func TestTagsOfStructuredTimes(t *testing.T) {
+	for _, base := range []int64{0, 1_000_000_000, 1 << 40} {
+		for _, step := range []int64{1, 1 << 32, 1_000_000_000, 1 << 20} {
+			for i := int64(1); i < 1000; i++ {
+				if tagOf(base) == tagOf(base+i*step) {
+					t.Fatalf("tagOf(%d) == tagOf(%d)", base, base+i*step)
+				}
+			}
+		}
+	}
+}
