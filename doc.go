@@ -54,5 +54,6 @@ package presence
 // entry.Entry.Load: hb, the lease word, the active and registered times, and
 // hb again, retried while hb moved or the lease word's tag is not hb's (a
 // beat between its two writes). So a row is one state of its consumer:
-// RegisteredAt and LastActive are no later than LastHeartbeat, and Leases are those reported
-// at LastHeartbeat. The reader retries; the writer never waits.
+// RegisteredAt and LastActive are no later than LastHeartbeat, and Leases
+// are those reported at LastHeartbeat. The reader retries; the writer never
+// waits.

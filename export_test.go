@@ -5,3 +5,6 @@ package presence
 func (r *Registry) IndexSizes() (groups, queues int) {
 	return r.ix.groups.Size(), r.ix.queues.Size()
 }
+
+// HashKey returns r's hash of k.
+func HashKey(r *Registry, k Key) uint64 { return hashKey(r.seed, &k) }

@@ -2,12 +2,12 @@ package presence
 
 import (
 	"errors"
+	"hash/maphash"
 	"math"
 	"math/bits"
 	"sync/atomic"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/puzpuzpuz/xsync/v3"
 
 	"github.com/seed351623e9/presence/internal/entry"
@@ -47,8 +47,8 @@ var (
 //
 // The zero Registry is not usable; create one with New.
 type Registry struct {
-	seed   uint64
-	shift  uint // 64 - log2(len(shards)); a shard is picked by h >> shift
+	seed   maphash.Seed // random, per registry; see hashKey
+	shift  uint         // 64 - log2(len(shards)); a shard is picked by h >> shift
 	shards []shard
 	max    int64 // 0: no limit
 	// total counts live entries registry-wide. It is only maintained when
@@ -73,7 +73,7 @@ func New(opts ...Option) *Registry {
 		shift:       uint(64 - bits.Len(uint(c.shards)-1)),
 		max:         int64(c.max),
 		maxPerGroup: c.maxPerGroup,
-		seed:        newSeed(),
+		seed:        maphash.MakeSeed(),
 		ix:          newIndex(),
 	}
 	r.events.dropped = xsync.NewCounter()
@@ -88,20 +88,6 @@ func New(opts ...Option) *Registry {
 		r.shards[i] = newShard(per)
 	}
 	return r
-}
-
-// seedCounter makes two registries created in the same nanosecond differ.
-var seedCounter atomic.Uint64
-
-func newSeed() uint64 {
-	var b [16]byte
-	n := uint64(time.Now().UnixNano())
-	c := seedCounter.Add(1)
-	for i := 0; i < 8; i++ {
-		b[i] = byte(n >> (8 * i))
-		b[8+i] = byte(c >> (8 * i))
-	}
-	return xxhash.Sum64(b[:])
 }
 
 func (r *Registry) shardOf(h uint64) *shard {

@@ -1,12 +1,12 @@
 package presence
 
 import (
+	"hash/maphash"
 	"math/bits"
 	"runtime"
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/puzpuzpuz/xsync/v3"
 
 	"github.com/seed351623e9/presence/internal/entry"
@@ -16,10 +16,10 @@ import (
 //
 // A Registry is a power-of-two array of shards. Each shard is an xsync.MapOf
 // from mkey to *entry.Entry plus a padded counter of its live entries. A key
-// is hashed once (hashKey: xxhash of each string, folded into a per-registry
-// seed); the top bits of that hash pick the shard and the whole hash is
-// handed to the shard's MapOf as the key's hash, so the strings are never
-// hashed twice.
+// is hashed once (hashKey: each string with hash/maphash under a random
+// per-registry seed); the top bits of that hash pick the shard and the whole
+// hash is handed to the shard's MapOf as the key's hash, so the strings are
+// never hashed twice.
 //
 // An entry and the bytes of its key live in one noscan allocation (see
 // internal/entry): a 36-byte header of atomic words, then the three key
@@ -55,7 +55,7 @@ func roundShards(n int) int {
 	return 1 << bits.Len(uint(n-1))
 }
 
-// mkey is the key of a shard's map. h is the key's xxhash, stored so that
+// mkey is the key of a shard's map. h is the key's hashKey, stored so that
 // MapOf never hashes the strings again, and compared first so that most
 // mismatches cost one integer compare.
 type mkey struct {
@@ -84,31 +84,26 @@ func newShard(sizeHint int) shard {
 	return shard{m: xsync.NewMapOfWithHasher[mkey, *entry.Entry](hashMkey, opts...)}
 }
 
-// hashKey returns the key's hash: each string hashed on its own with xxhash,
-// chained with a multiply-xorshift step (a bijection of the running hash, so
-// the order of the strings matters and no two of them can cancel), then the
-// registry's seed folded in. Hashing the strings separately keeps them apart
-// whatever bytes they hold ({"a\x00b","c",""} and {"a","b\x00c",""} differ in
-// their components) and costs no copy into a buffer: measured here, copying
-// the three into one length-prefixed buffer and hashing that was 30% slower.
-func hashKey(seed uint64, k *Key) uint64 {
+// hashKey returns the key's hash under the registry's seed: each string
+// hashed on its own with hash/maphash (the runtime's seeded hash, AES-based
+// where the CPU has it), chained with a multiply-xorshift step (a bijection
+// of the running hash, so the order of the strings matters and no two of
+// them can cancel). Hashing the strings separately keeps them apart whatever
+// bytes they hold ({"a\x00b","c",""} and {"a","b\x00c",""} differ in their
+// components) and costs no copy into a buffer.
+//
+// The seed is random per registry and enters the hash of every byte, so
+// names crafted offline cannot be made to collide in a running registry (a
+// seed folded in after an unseeded hash would keep every collision of that
+// hash). The hash is therefore not stable across processes: nothing
+// persisted or shared may depend on it (presenceredis tags its keys with its
+// own xxhash).
+func hashKey(seed maphash.Seed, k *Key) uint64 {
 	const mul = 0x9e3779b185ebca87 // 2^64 / golden ratio, odd
-	h := xxhash.Sum64String(k.Queue)
-	h = (h^h>>29)*mul ^ xxhash.Sum64String(k.Group)
-	h = (h^h>>29)*mul ^ xxhash.Sum64String(k.Consumer)
-	return fold(h ^ seed)
-}
-
-// fold is the finaliser of MurmurHash3: it spreads every input bit over the
-// whole word, so that the top bits that pick a shard depend on all of the
-// key.
-func fold(x uint64) uint64 {
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	return x
+	h := maphash.String(seed, k.Queue)
+	h = (h^h>>29)*mul ^ maphash.String(seed, k.Group)
+	h = (h^h>>29)*mul ^ maphash.String(seed, k.Consumer)
+	return h
 }
 
 // newEntry allocates the entry for k (see entry.New) and returns it with its
