@@ -149,6 +149,16 @@ func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat 
 				live = cur
 				return cur, false
 			}
+			if loaded && cur.SetFlag(entry.FlagFreed, true) {
+				// A retired predecessor whose remover has not got here
+				// yet: fresh takes over its slots, so that it never
+				// counts against the limits its successor is admitted
+				// under, and no other registration can take them in
+				// between.
+				r.ix.replace(GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}, cur, fresh)
+				s.live.Add(1)
+				return fresh, false
+			}
 			if err = r.admit(mk.k, fresh); err != nil {
 				// Keep a retired entry for its remover to delete;
 				// an absent key stays absent.
@@ -216,13 +226,11 @@ func (r *Registry) unreserve() {
 }
 
 // remove finishes the removal of e, whose retire CAS this caller won: it
-// gives back its slot, takes it out of its group and its shard, and
-// reports the event.
+// takes it out of its shard, gives back its slots (unless its successor took
+// them over), and reports the event.
 func (r *Registry) remove(s *shard, mk mkey, e *entry.Entry, kind EventKind, now int64) {
 	s.live.Add(-1)
-	r.unreserve()
-	r.ix.leave(GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}, e)
-	unlink(s, mk, e)
+	r.detach(s, mk, e)
 	if r.ctr != nil {
 		if kind == EventExpired {
 			r.ctr.expired.Inc()
@@ -233,14 +241,26 @@ func (r *Registry) remove(s *shard, mk mkey, e *entry.Entry, kind EventKind, now
 	r.events.emit(kind, mk.k, now)
 }
 
-// unlink deletes e from s's map if the map still holds e. mk must be the
-// map's key for e: its strings are e's own, so nothing of a caller's ends up
-// in the map even if a racing registration means the compute keeps cur.
-func unlink(s *shard, mk mkey, e *entry.Entry) {
-	if cur, ok := s.m.Load(mk); !ok || cur != e {
-		return // a registration already replaced e; skip the bucket lock
+// detach takes retired entry e out of s's map, if the map still holds it,
+// and gives back the slots e holds under the limits, the registry-wide one
+// and its group's, unless a registration of the same key already took them
+// over (FlagFreed marks that one of the two did). Both happen in one compute
+// on e's key, under the bucket lock that a registration of the key holds
+// while it is admitted: a successor either takes e's slots over or finds
+// them given back, never still held. mk must be the map's key for e: its
+// strings are e's own, so nothing of a caller's ends up in the map even if
+// the compute keeps a newer entry.
+func (r *Registry) detach(s *shard, mk mkey, e *entry.Entry) {
+	if e.Flags()&entry.FlagFreed != 0 {
+		if cur, ok := s.m.Load(mk); !ok || cur != e {
+			return // a successor replaced e and took its slots: no lock needed
+		}
 	}
 	s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+		if e.SetFlag(entry.FlagFreed, true) {
+			r.unreserve()
+			r.ix.leave(GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}, e)
+		}
 		return cur, !loaded || cur == e
 	})
 }
@@ -258,10 +278,10 @@ func (r *Registry) Deregister(k Key) bool {
 			r.remove(sl.s, mk, sl.e, EventLeft, nanotime.None)
 			return true
 		}
-		// Another remover retired the entry and has not unlinked it yet;
+		// Another remover retired the entry and has not detached it yet;
 		// help, then look again, since a heartbeat may have registered k
 		// anew.
-		unlink(sl.s, mk, sl.e)
+		r.detach(sl.s, mk, sl.e)
 	}
 }
 

@@ -55,6 +55,10 @@ const (
 	// collected it. New entries start dirty; every refresh that changes the
 	// entry sets it, which costs one atomic load once it is set.
 	FlagDirty
+	// FlagFreed records that the slots a retired entry held under the
+	// registry's limits were given back, by its remover or by the
+	// registration that replaces it, whichever came first.
+	FlagFreed
 )
 
 // Size is the size of the Entry struct. The key starts at keyOff, inside
@@ -191,7 +195,11 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 // RetireIf marks the entry removed if its heartbeat still equals seen, and
 // reports whether it did. A concurrent refresh that moved hb makes it fail.
 func (e *Entry) RetireIf(seen int64) bool {
-	return seen != nanotime.None && e.hb.CompareAndSwap(seen, nanotime.None)
+	if seen != nanotime.None && e.hb.CompareAndSwap(seen, nanotime.None) {
+		afterRetire()
+		return true
+	}
+	return false
 }
 
 // Retire marks the entry removed whatever its heartbeat, and reports
@@ -203,6 +211,7 @@ func (e *Entry) Retire() bool {
 			return false
 		}
 		if e.hb.CompareAndSwap(hb, nanotime.None) {
+			afterRetire()
 			return true
 		}
 	}

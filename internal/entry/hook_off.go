@@ -7,3 +7,8 @@ package entry
 // compiler removes; the presencehooks build tag lets tests pause a beat there
 // to force interleavings that are otherwise too rare to hit.
 func afterTimeCAS() {}
+
+// afterRetire runs after a successful retire CAS (RetireIf, Retire), before
+// the remover gives back the entry's slots; presencehooks builds can pause
+// it there.
+func afterRetire() {}

@@ -12,3 +12,14 @@ func afterTimeCAS() {
 		f()
 	}
 }
+
+// TestHookAfterRetire, when set, is called after a successful retire CAS,
+// before the remover gives back the entry's slots. It exists only in builds
+// with the presencehooks tag.
+var TestHookAfterRetire func()
+
+func afterRetire() {
+	if f := TestHookAfterRetire; f != nil {
+		f()
+	}
+}
