@@ -1,6 +1,8 @@
 package presence
 
 import (
+	"time"
+
 	"github.com/seed351623e9/presence/internal/entry"
 	"github.com/seed351623e9/presence/internal/nanotime"
 )
@@ -60,8 +62,31 @@ func (r *Registry) MarkAllChanged() {
 // RegisteredAt win, and an absent consumer is registered with the row's
 // times. Age and State are ignored. Limits apply. A row whose times are out
 // of order (RegisteredAt or LastActive after LastHeartbeat) is refused with
-// ErrBadCheckpoint.
+// ErrBadCheckpoint, one with a zero RegisteredAt or LastHeartbeat with
+// ErrZeroTime.
+//
+// Merge has no clock, so it cannot tell a row stamped by a clock that was
+// ahead; MergeAt can.
 func (r *Registry) Merge(c Consumer) error {
+	return r.mergeAt(c, nanotime.Max)
+}
+
+// MergeAt is Merge for a reader whose clock reads now: a row whose
+// LastHeartbeat is more than the clock step (WithMaxClockStep) after now
+// is refused with an error wrapping ErrFutureTime, and counted in
+// Counters.ClockSteps, instead of being imported. A zero now is refused
+// with ErrZeroTime.
+func (r *Registry) MergeAt(c Consumer, now time.Time) error {
+	if now.IsZero() {
+		return ErrZeroTime
+	}
+	return r.mergeAt(c, nanotime.FromTime(now))
+}
+
+func (r *Registry) mergeAt(c Consumer, now int64) error {
+	if c.LastHeartbeat.IsZero() || c.RegisteredAt.IsZero() {
+		return ErrZeroTime
+	}
 	rec := record{
 		k:          c.Key,
 		registered: nanotime.FromTime(c.RegisteredAt),
@@ -75,5 +100,5 @@ func (r *Registry) Merge(c Consumer) error {
 	if err := rec.validate(); err != nil {
 		return err
 	}
-	return r.restore(rec)
+	return r.restore(rec, now)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"time"
 
 	"github.com/seed351623e9/presence/internal/entry"
 	"github.com/seed351623e9/presence/internal/nanotime"
@@ -273,7 +274,27 @@ func readBlocks(rd io.Reader, apply func(record) error) (int64, uint64, error) {
 // ErrBadCheckpoint and leaves the registry unchanged. Limits still apply:
 // consumers that WithMaxConsumers or WithMaxConsumersPerGroup refuse are
 // skipped, and the error then wraps that limit's error.
+//
+// ReadFrom has no clock, so it restores times from a clock that was ahead as
+// they are; ReadFromAt refuses them.
 func (r *Registry) ReadFrom(rd io.Reader) (int64, error) {
+	return r.readFrom(rd, nanotime.Max)
+}
+
+// ReadFromAt is ReadFrom for a reader whose clock reads now: the records
+// whose LastHeartbeat is more than the clock step (WithMaxClockStep) after
+// now, times that the reader's clock proves wrong, are skipped and counted
+// in Counters.ClockSteps, and the error then wraps ErrFutureTime. The other
+// records are merged as ReadFrom merges them. A zero now is refused with
+// ErrZeroTime, reading nothing.
+func (r *Registry) ReadFromAt(rd io.Reader, now time.Time) (int64, error) {
+	if now.IsZero() {
+		return 0, ErrZeroTime
+	}
+	return r.readFrom(rd, nanotime.FromTime(now))
+}
+
+func (r *Registry) readFrom(rd io.Reader, now int64) (int64, error) {
 	if s, ok := rd.(io.ReadSeeker); ok {
 		start, err := s.Seek(0, io.SeekCurrent)
 		if err == nil {
@@ -284,22 +305,23 @@ func (r *Registry) ReadFrom(rd io.Reader) (int64, error) {
 			if _, err := s.Seek(start, io.SeekStart); err != nil {
 				return n, err
 			}
-			return r.apply(s)
+			return r.apply(s, now)
 		}
 	}
 	var kept bytes.Buffer
 	if n, _, err := readBlocks(io.TeeReader(rd, &kept), nil); err != nil {
 		return n, err
 	}
-	return r.apply(&kept)
+	return r.apply(&kept, now)
 }
 
-// apply merges a verified checkpoint.
-func (r *Registry) apply(rd io.Reader) (int64, error) {
+// apply merges a verified checkpoint, refusing heartbeats after now by more
+// than the clock step.
+func (r *Registry) apply(rd io.Reader, now int64) (int64, error) {
 	var refused, firstErr error
 	var skipped int
 	n, _, err := readBlocks(rd, func(rec record) error {
-		if err := r.restore(rec); err != nil {
+		if err := r.restore(rec, now); err != nil {
 			skipped++
 			if refused == nil {
 				refused = err
@@ -315,8 +337,13 @@ func (r *Registry) apply(rd io.Reader) (int64, error) {
 	return n, firstErr
 }
 
-// restore merges one record.
-func (r *Registry) restore(rec record) error {
+// restore merges one record, unless its heartbeat is ahead of now by more
+// than the clock step.
+func (r *Registry) restore(rec record, now int64) error {
+	if r.ahead(rec.hb, now) {
+		r.clockSteps.Add(1)
+		return fmt.Errorf("%w: %q last beat at %v", ErrFutureTime, rec.k, nanotime.ToTime(rec.hb))
+	}
 	k := rec.k
 	merge := func(e *entry.Entry) bool { return e.Merge(rec.registered, rec.hb, rec.active, rec.leases) }
 	sl, ok := r.lookup(&k)

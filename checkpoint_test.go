@@ -33,7 +33,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 			r := presence.New()
 			populate(t, r)
 			beat(t, r, key("orders", "workers", "w0"), 0, t0.Add(time.Second)) // LastActive kept at t0
-			beat(t, r, key("\x00", "", "\xff"), 9, time.Time{})                // odd key, clamped time
+			beat(t, r, key("\x00", "", "\xff"), 9, yearOne)                    // odd key, clamped time
 			data := checkpoint(t, r)
 
 			r2 := presence.New()
@@ -160,7 +160,7 @@ func FuzzReadFrom(f *testing.F) {
 	r := presence.New()
 	beat := func(k presence.Key, l uint32, at time.Time) { _ = r.Heartbeat(k, l, at) }
 	beat(key("q", "g", "c"), 1, t0)
-	beat(key("", "\x00", "日本"), 0, time.Time{})
+	beat(key("", "\x00", "日本"), 0, yearOne)
 	var buf bytes.Buffer
 	_, _ = r.WriteTo(&buf)
 	f.Add(buf.Bytes())                                        // a valid two-consumer checkpoint

@@ -28,6 +28,9 @@ type Checkpointer struct {
 	Logger *slog.Logger
 	// Ticks, if set, replaces Run's ticker; tests drive saves with it.
 	Ticks <-chan time.Time
+	// Now is the clock Load checks restored heartbeats against (see
+	// Registry.ReadFromAt); nil means time.Now.
+	Now func() time.Time
 }
 
 // ErrNoPath is returned by a Checkpointer without a Registry or a Path.
@@ -35,7 +38,8 @@ var ErrNoPath = errors.New("presence: checkpointer needs a registry and a path")
 
 const tmpInfix = ".tmp-"
 
-// Load merges the checkpoint file into the registry (see Registry.ReadFrom).
+// Load merges the checkpoint file into the registry (see Registry.ReadFromAt:
+// heartbeats ahead of Now by more than the clock step are not restored).
 // A missing file is not an error: there is nothing to restore on a first
 // start. Load also removes temporary files left by a save that was
 // interrupted by a crash.
@@ -56,7 +60,11 @@ func (c *Checkpointer) Load() error {
 		return err
 	}
 	defer f.Close()
-	_, err = c.Registry.ReadFrom(f) // *os.File seeks: verified, then applied, streaming
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	_, err = c.Registry.ReadFromAt(f, now()) // *os.File seeks: verified, then applied, streaming
 	return err
 }
 

@@ -65,11 +65,14 @@ func (h *Handle) Heartbeat(leases uint32, now time.Time) error {
 		return ErrNilHandle
 	}
 	ns := nanotime.FromTime(now)
-	if e := h.e.Load(); e != nil && e.Refresh(ns, leases) {
-		if h.r.ctr != nil {
-			h.r.ctr.heartbeats.Inc()
+	if ns == nanotime.Min && now.IsZero() {
+		return ErrZeroTime
+	}
+	if e := h.e.Load(); e != nil {
+		if o := e.Beat(ns, leases, h.r.step); o != entry.Retired {
+			h.r.beaten(o)
+			return nil
 		}
-		return nil
 	}
 	e, err := h.r.register(h.s, h.h, &h.k, leases, ns)
 	if err != nil {

@@ -20,6 +20,13 @@ type Counters struct {
 	// EventsDropped counts events dropped because a subscriber's buffer
 	// was full, over all subscriptions.
 	EventsDropped int64
+	// ClockSteps counts times taken as clock errors (see
+	// WithMaxClockStep): heartbeats that replaced a stored time more than
+	// the clock step ahead of them, consumers that PruneExpired removed
+	// because their heartbeat was that far ahead of its now, and rows that
+	// ReadFromAt and MergeAt refused for the same reason. Like
+	// EventsDropped it is kept with or without WithCounters.
+	ClockSteps int64
 }
 
 type counters struct {
@@ -42,7 +49,7 @@ func newCounters() *counters {
 // Counters returns the registry's totals so far. Each is summed over its
 // stripes; the set is not a consistent cut.
 func (r *Registry) Counters() Counters {
-	c := Counters{EventsDropped: r.events.dropped.Value()}
+	c := Counters{EventsDropped: r.events.dropped.Value(), ClockSteps: r.clockSteps.Load()}
 	if r.ctr != nil {
 		c.Heartbeats = r.ctr.heartbeats.Value()
 		c.Registrations = r.ctr.registrations.Value()

@@ -1,9 +1,12 @@
 package presence
 
+import "time"
+
 // Option configures a Registry in New.
 type Option func(*config)
 
 type config struct {
+	maxStep     time.Duration
 	shards      int
 	max         int
 	maxPerGroup int
@@ -53,4 +56,26 @@ const maxPresize = 1 << 24
 // capped at 16,777,216; n <= 0 keeps the default, small maps that grow.
 func WithPresize(n int) Option {
 	return func(c *config) { c.presize = min(n, maxPresize) }
+}
+
+// DefaultMaxClockStep is the clock step of a registry made without
+// WithMaxClockStep.
+const DefaultMaxClockStep = 30 * time.Second
+
+// WithMaxClockStep sets the largest step back of the clock that the registry
+// takes for ordinary reordering, d <= 0 keeping the default,
+// DefaultMaxClockStep. A heartbeat older than the consumer's stored one by
+// at most d is stale news and is ignored, as beats that raced are; one
+// older by more than d corrects a clock error: the stored heartbeat came
+// from a clock that was ahead, so the older beat replaces it (see
+// Counters.ClockSteps). Likewise a stored heartbeat more than d ahead of the
+// now of PruneExpired, or a restored one ahead of the now of ReadFromAt or
+// MergeAt, is impossible by that clock. Pick d above the spread of the times
+// that concurrent beats of one consumer carry, and below the TTL.
+func WithMaxClockStep(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.maxStep = d
+		}
+	}
 }

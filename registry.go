@@ -40,6 +40,16 @@ var (
 	ErrGroupFull = errors.New("presence: consumer group full")
 	// ErrNilHandle is returned by Heartbeat on a nil *Handle.
 	ErrNilHandle = errors.New("presence: nil handle")
+	// ErrZeroTime is returned by a heartbeat whose time is the zero
+	// time.Time, a caller's bug (an unset field), and by MergeAt, Merge,
+	// ReadFromAt for a zero now or a row with a zero LastHeartbeat or
+	// RegisteredAt. Nothing is changed.
+	ErrZeroTime = errors.New("presence: zero time")
+	// ErrFutureTime is wrapped by the errors of MergeAt and ReadFromAt for
+	// rows whose LastHeartbeat is more than the clock step
+	// (WithMaxClockStep) ahead of their now: a time the reader's clock
+	// proves wrong. Such rows are not restored.
+	ErrFutureTime = errors.New("presence: time ahead of the reader's clock")
 )
 
 // Registry records consumer heartbeats. All its methods are safe for
@@ -48,6 +58,7 @@ var (
 // The zero Registry is not usable; create one with New.
 type Registry struct {
 	seed   maphash.Seed // random, per registry; see hashKey
+	step   uint64       // WithMaxClockStep in nanoseconds, > 0
 	shift  uint         // 64 - log2(len(shards)); a shard is picked by h >> shift
 	shards []shard
 	max    int64 // 0: no limit
@@ -58,11 +69,12 @@ type Registry struct {
 	ix          index
 	events      events
 	ctr         *counters // nil unless WithCounters
+	clockSteps  atomic.Int64
 }
 
 // New returns an empty Registry.
 func New(opts ...Option) *Registry {
-	c := config{shards: defaultShards()}
+	c := config{shards: defaultShards(), maxStep: DefaultMaxClockStep}
 	for _, o := range opts {
 		if o != nil {
 			o(&c)
@@ -74,6 +86,7 @@ func New(opts ...Option) *Registry {
 		max:         int64(c.max),
 		maxPerGroup: c.maxPerGroup,
 		seed:        maphash.MakeSeed(),
+		step:        uint64(c.maxStep),
 		ix:          newIndex(),
 	}
 	r.events.dropped = xsync.NewCounter()
@@ -99,29 +112,45 @@ func (r *Registry) shardOf(h uint64) *shard {
 //
 // The first heartbeat of k registers it with RegisteredAt = LastHeartbeat =
 // now. A later one with now at or after LastHeartbeat moves LastHeartbeat to
-// now and sets Leases; one with now before LastHeartbeat is stale news and
-// changes nothing. Heartbeat returns nil in all three cases.
+// now and sets Leases; one with now before LastHeartbeat by at most the
+// clock step (WithMaxClockStep) is stale news and changes nothing; one
+// before it by more than the step corrects a clock error and replaces it.
+// Heartbeat returns nil in all these cases. A zero now is refused with
+// ErrZeroTime.
 //
 // Refreshing a registered consumer takes no lock and allocates nothing.
 // Registering one allocates twice and takes one xsync bucket lock; it fails
-// with ErrTooManyConsumers beyond WithMaxConsumers and with ErrKeyTooLong for
-// keys over 4 GiB. The registry copies k's strings and keeps no reference to
-// them.
+// with ErrTooManyConsumers beyond WithMaxConsumers, with ErrGroupFull beyond
+// WithMaxConsumersPerGroup and with ErrKeyTooLong for keys over MaxKeyBytes.
+// The registry copies k's strings and keeps no reference to them.
 //
 // Once Heartbeat returns nil, k is present with LastHeartbeat >= now until a
-// later Deregister, or a later PruneExpired that finds now itself expired,
-// removes it.
+// later Deregister, a later PruneExpired that finds now itself expired, or a
+// later heartbeat that corrects the clock, changes that.
 func (r *Registry) Heartbeat(k Key, leases uint32, now time.Time) error {
 	ns := nanotime.FromTime(now)
+	if ns == nanotime.Min && now.IsZero() {
+		return ErrZeroTime
+	}
 	sl, ok := r.lookup(&k)
-	if ok && sl.e.Refresh(ns, leases) {
-		if r.ctr != nil {
-			r.ctr.heartbeats.Inc()
+	if ok {
+		if o := sl.e.Beat(ns, leases, r.step); o != entry.Retired {
+			r.beaten(o)
+			return nil
 		}
-		return nil
 	}
 	_, err := r.register(sl.s, sl.h, &k, leases, ns)
 	return err
+}
+
+// beaten counts a heartbeat that found its entry live.
+func (r *Registry) beaten(o entry.Outcome) {
+	if o == entry.Corrected {
+		r.clockSteps.Add(1)
+	}
+	if r.ctr != nil {
+		r.ctr.heartbeats.Inc()
+	}
 }
 
 // register is the slow path of a heartbeat: the consumer is absent, or its
@@ -132,7 +161,13 @@ func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64
 		return nil, ErrKeyTooLong
 	}
 	fresh, mk := newEntry(h, k, now, leases)
-	return r.upsert(s, mk, fresh, now, true, func(e *entry.Entry) bool { return e.Refresh(now, leases) })
+	return r.upsert(s, mk, fresh, now, true, func(e *entry.Entry) bool {
+		o := e.Beat(now, leases, r.step)
+		if o == entry.Corrected {
+			r.clockSteps.Add(1)
+		}
+		return o != entry.Retired
+	})
 }
 
 // upsert inserts fresh under mk, unless a live entry is already there, in
@@ -286,7 +321,12 @@ func (r *Registry) Deregister(k Key) bool {
 }
 
 // PruneExpired removes every consumer that is Expired at now under ttl, and
-// returns how many it removed. It visits the shards one at a time, like
+// returns how many it removed. A consumer whose LastHeartbeat is more than
+// the clock step (WithMaxClockStep) ahead of now is removed as well: its
+// heartbeat came from a clock that was ahead, so its real last beat is
+// unknown, and it is counted in Counters.ClockSteps. A consumer whose last
+// correctly stamped heartbeat was at t is thus gone after the first prune
+// past t + 2·ttl, whatever time a faulty clock stamped on a later beat. It visits the shards one at a time, like
 // Snapshot, in O(n). A heartbeat that races with the removal of its consumer
 // is never lost: either the heartbeat lands first and the consumer stays, or
 // the removal does and the heartbeat registers the consumer again.
@@ -302,11 +342,15 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 			if hb == nanotime.None {
 				return true
 			}
-			if _, st := classifyAt(ns, hb, ttl); st != Expired {
+			future := r.ahead(hb, ns)
+			if _, st := classifyAt(ns, hb, ttl); st != Expired && !future {
 				r.observe(mk.k, e, st, ns)
 				return true
 			}
 			if e.RetireIf(hb) {
+				if future {
+					r.clockSteps.Add(1)
+				}
 				r.remove(s, mk, e, EventExpired, ns)
 				n++
 				return true
@@ -314,6 +358,12 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 		}
 	})
 	return n
+}
+
+// ahead reports whether time t is more than the clock step ahead of now:
+// impossible by the clock that read now.
+func (r *Registry) ahead(t, now int64) bool {
+	return t > now && uint64(t)-uint64(now) > r.step // exact: t > now
 }
 
 // Len returns the number of registered consumers, whatever their state. It

@@ -16,6 +16,10 @@ import (
 
 const ttl = 30 * time.Second
 
+// yearOne is the earliest time.Time that is not the zero Time, which
+// heartbeats refuse.
+var yearOne = time.Time{}.Add(time.Nanosecond)
+
 // t0 is an arbitrary wall-clock instant; the tests move time by hand.
 var t0 = time.Unix(1_000, 0).UTC()
 
@@ -207,7 +211,7 @@ func TestAgeClampsAtBothEnds(t *testing.T) {
 	// The widest span there is: a heartbeat at the earliest representable
 	// instant, read at the latest.
 	r2 := presence.New()
-	beat(t, r2, k, 0, time.Time{}) // year 1, clamps to 1677
+	beat(t, r2, k, 0, yearOne) // clamps to 1677
 	far := time.Unix(math.MaxInt64, 0)
 	c, _ = lookup(t, r2, k, far)
 	assert.Equal(t, time.Duration(math.MaxInt64), c.Age)
@@ -219,7 +223,7 @@ func TestAgeClampsAtBothEnds(t *testing.T) {
 func TestExtremeTimesAreClampedNotWrapped(t *testing.T) {
 	r := presence.New()
 	early, late := key("q", "g", "early"), key("q", "g", "late")
-	beat(t, r, early, 0, time.Time{})
+	beat(t, r, early, 0, yearOne)
 	beat(t, r, late, 0, time.Unix(math.MaxInt64, 999_999_999))
 	rows := r.Snapshot(time.Unix(0, 0), ttl)
 	require.Len(t, rows, 2)
@@ -228,10 +232,11 @@ func TestExtremeTimesAreClampedNotWrapped(t *testing.T) {
 	assert.True(t, rows[0].LastHeartbeat.Before(rows[1].LastHeartbeat), "order survives clamping")
 
 	// The late consumer is in the future of now: age 0, active. The early one is
-	// ancient: expired, and prunable.
+	// ancient: expired, and prunable. So is the late one, whose heartbeat
+	// is further ahead of the pruner's clock than any clock step.
 	assert.Equal(t, presence.Expired, rows[0].State)
 	assert.Equal(t, presence.Active, rows[1].State)
-	assert.Equal(t, 1, r.PruneExpired(time.Unix(0, 0), ttl))
+	assert.Equal(t, 2, r.PruneExpired(time.Unix(0, 0), ttl))
 }
 
 func TestPruneBoundaryIsExactlyTwoTTL(t *testing.T) {

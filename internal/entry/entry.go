@@ -144,27 +144,62 @@ func tagOf(hb int64) uint64 {
 	return uint64(hb) * 0x9e3779b97f4a7c15 >> 32 << 32
 }
 
-// Refresh records a heartbeat at now carrying leases. It reports false, and
+// Outcome is what Beat did.
+type Outcome uint8
+
+const (
+	// Retired: the entry is retired; nothing changed.
+	Retired Outcome = iota
+	// Recorded: the beat was recorded, or was stale news (older than the
+	// stored one by at most the step) and changed nothing.
+	Recorded
+	// Corrected: the beat was older than the stored one by more than the
+	// step, and replaced it as the correction of a clock error.
+	Corrected
+)
+
+// Refresh is Beat with no clock step: an older beat never replaces a newer
+// one. It reports false, and changes nothing, if the entry is retired.
+func (e *Entry) Refresh(now int64, leases uint32) bool {
+	return e.Beat(now, leases, math.MaxUint64) != Retired
+}
+
+// Beat records a heartbeat at now carrying leases. It returns Retired, and
 // changes nothing, if the entry is retired; the caller then registers the
 // consumer again.
 //
-// The heartbeat word only moves forwards: a beat older than the stored one
-// is stale news and changes nothing. The lease count follows the beat with
-// the newest time: after moving hb to now, a writer stores its leases, tagged
-// with now, by a CAS on lw while hb still equals now. A writer holding an
-// older time that loses the race therefore fails its CAS (the newer writer
-// changed the tag), or sees hb moved on, and never overwrites newer leases.
-// Between the two writes the lease word carries the tag of an older time,
-// which tells a reader (Load) that the beat at hb is still being written.
-func (e *Entry) Refresh(now int64, leases uint32) bool {
+// The heartbeat word moves forwards: a beat older than the stored one by at
+// most step is stale news and changes nothing. One older by more than step
+// is taken as the correction of a clock error (the stored time came from a
+// clock that was ahead): it replaces the stored time, and clamps the
+// registration and active times to it (Corrected).
+//
+// The lease count follows the beat with the newest time: after moving hb to
+// now, a writer stores its leases, tagged with now, by a CAS on lw while hb
+// still equals now. A writer holding an older time that loses the race
+// therefore fails its CAS (the newer writer changed the tag), or sees hb
+// moved on, and never overwrites newer leases. Between the two writes the
+// lease word carries the tag of another time, which tells a reader (Load)
+// that the beat at hb is still being written.
+func (e *Entry) Beat(now int64, leases uint32, step uint64) Outcome {
 	var old int64
+	out := Recorded
 	for {
 		old = e.hb.Load()
 		if old == nanotime.None {
-			return false
+			return Retired
 		}
 		if now < old {
-			return true
+			if uint64(old)-uint64(now) <= step { // exact: old > now
+				return Recorded
+			}
+			if e.hb.CompareAndSwap(old, now) {
+				out = Corrected
+				keepMin(&e.registered, now)
+				keepMin(&e.active, now)
+				break
+			}
+			continue
 		}
 		if now == old || e.hb.CompareAndSwap(old, now) {
 			break
@@ -178,16 +213,28 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 			// A newer beat owns the lease count, or the entry was retired
 			// after this beat landed; either way this beat is recorded.
 			e.markDirty()
-			return true
+			return out
 		}
 		if e.lw.CompareAndSwap(w, next) {
 			if leases == 0 && uint32(w) > 0 {
 				// Work stopped: the beat this one replaced, at old, was
-				// the last with leases. Remember it.
-				e.keepActive(old)
+				// the last with leases. Remember it (no later than now,
+				// if old was a time from the future).
+				e.keepActive(min(old, now))
 			}
 			e.markDirty()
-			return true
+			return out
+		}
+	}
+}
+
+// keepMin moves w backwards to t, if t is earlier. nanotime.None, the
+// smallest int64, is never moved.
+func keepMin(w *atomic.Int64, t int64) {
+	for {
+		v := w.Load()
+		if v <= t || w.CompareAndSwap(v, t) {
+			return
 		}
 	}
 }
@@ -358,11 +405,7 @@ func (e *Entry) Merge(registered, hb, active int64, leases uint32) bool {
 		return false
 	}
 	e.keepActive(active)
-	for {
-		r := e.registered.Load()
-		if registered >= r || e.registered.CompareAndSwap(r, registered) {
-			e.markDirty()
-			return true
-		}
-	}
+	keepMin(&e.registered, registered)
+	e.markDirty()
+	return true
 }

@@ -9,6 +9,7 @@ package mutexreg
 
 import (
 	"math"
+	"math/big"
 	"slices"
 	"strings"
 	"sync"
@@ -65,12 +66,22 @@ func clone(k presence.Key) presence.Key {
 	}
 }
 
-// Heartbeat records a heartbeat; see presence.Registry.Heartbeat.
+// Heartbeat records a heartbeat; see presence.Registry.Heartbeat. The clock
+// step is presence.DefaultMaxClockStep.
 func (r *Registry) Heartbeat(k presence.Key, leases uint32, now time.Time) error {
+	if now.IsZero() {
+		return presence.ErrZeroTime
+	}
 	ns := nanotime.FromTime(now)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e, ok := r.m[k]; ok {
+		if ns < e.hb && tooFar(e.hb, ns) {
+			// A clock correction: the stored times from the future go.
+			e.hb = ns
+			e.registered = min(e.registered, ns)
+			e.active = min(e.active, ns)
+		}
 		if ns >= e.hb {
 			e.hb = ns
 			e.leases = leases
@@ -100,6 +111,12 @@ func (r *Registry) Heartbeat(k presence.Key, leases uint32, now time.Time) error
 	}
 	r.m[clone(k)] = entry{registered: ns, hb: ns, leases: leases, active: ns, hasActive: leases > 0}
 	return nil
+}
+
+// tooFar reports whether later is after earlier by more than
+// presence.DefaultMaxClockStep: a step of the clock, not a reordering.
+func tooFar(later, earlier int64) bool {
+	return new(big.Int).Sub(big.NewInt(later), big.NewInt(earlier)).Cmp(big.NewInt(int64(presence.DefaultMaxClockStep))) > 0
 }
 
 // Handle is a key-bound heartbeat, with no fast path.
@@ -163,14 +180,16 @@ func (r *Registry) CountActiveByGroup(now time.Time, ttl time.Duration) map[pres
 	return out
 }
 
-// PruneExpired removes every Expired consumer and returns how many.
+// PruneExpired removes every Expired consumer, and every one whose
+// heartbeat is further ahead of now than the clock step, and returns how
+// many.
 func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 	ns := nanotime.FromTime(now)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
 	for k, e := range r.m {
-		if presence.Classify(nanotime.Age(ns, e.hb), ttl) == presence.Expired {
+		if presence.Classify(nanotime.Age(ns, e.hb), ttl) == presence.Expired || e.hb > ns && tooFar(e.hb, ns) {
 			delete(r.m, k)
 			n++
 		}
