@@ -47,11 +47,7 @@ func (c *Checkpointer) Load() error {
 	if c.Registry == nil || c.Path == "" {
 		return ErrNoPath
 	}
-	if stale, err := filepath.Glob(c.Path + tmpInfix + "*"); err == nil {
-		for _, s := range stale {
-			_ = os.Remove(s)
-		}
-	}
+	c.removeTemps()
 	f, err := os.Open(c.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -66,6 +62,27 @@ func (c *Checkpointer) Load() error {
 	}
 	_, err = c.Registry.ReadFromAt(f, now()) // *os.File seeks: verified, then applied, streaming
 	return err
+}
+
+// removeTemps removes the temporary files of saves that did not finish:
+// the files of Path's directory whose names start with Path's base name and
+// tmpInfix. It compares names as strings, so that no character of Path is
+// read as a pattern. Failures are ignored: a stale temporary file only takes
+// space.
+func (c *Checkpointer) removeTemps() {
+	dir, base := filepath.Split(c.Path)
+	if dir == "" {
+		dir = "."
+	}
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, d := range names {
+		if strings.HasPrefix(d.Name(), base+tmpInfix) && !d.IsDir() {
+			_ = os.Remove(filepath.Join(dir, d.Name()))
+		}
+	}
 }
 
 // Save writes a checkpoint atomically: to a temporary file in the same
