@@ -1,0 +1,151 @@
+package presence_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/seed351623e9/presence"
+)
+
+// Tests for behaviours that mutation testing found unchecked: each fails on
+// a small change to the code that every other test let through.
+
+// Removing the last consumer of one group leaves the queue's other groups
+// in the index, and removing the last of all removes the queue.
+func TestQueueKeepsOtherGroups(t *testing.T) {
+	r := presence.New()
+	a, b := key("q", "a", "only-a"), key("q", "b", "only-b")
+	beat(t, r, a, 0, t0)
+	beat(t, r, b, 0, t0)
+	require.True(t, r.Deregister(a))
+	assert.Equal(t, []string{"only-b"}, consumers(r.SnapshotQueue("q", t0, ttl)))
+	groups, queues := r.IndexSizes()
+	assert.Equal(t, 1, groups)
+	assert.Equal(t, 1, queues)
+
+	beat(t, r, a, 0, t0) // the group comes back into the same queue
+	assert.Equal(t, []string{"only-a", "only-b"}, consumers(r.SnapshotQueue("q", t0, ttl)))
+
+	require.True(t, r.Deregister(b))
+	require.True(t, r.Deregister(a))
+	assert.Empty(t, r.SnapshotQueue("q", t0, ttl))
+	groups, queues = r.IndexSizes()
+	assert.Zero(t, groups)
+	assert.Zero(t, queues)
+}
+
+// Expired and Left are counted apart: two expire, one leaves.
+func TestCountersTellExpiredFromLeft(t *testing.T) {
+	r := presence.New(presence.WithCounters())
+	for _, c := range []string{"x", "y"} {
+		beat(t, r, key("q", "g", c), 0, t0.Add(-time.Hour))
+	}
+	beat(t, r, key("q", "g", "stays"), 0, t0)
+	beat(t, r, key("q", "g", "leaves"), 0, t0)
+	assert.Equal(t, 2, r.PruneExpired(t0, ttl))
+	assert.True(t, r.Deregister(key("q", "g", "leaves")))
+	assert.False(t, r.Deregister(key("q", "g", "leaves")), "a second Deregister counts nothing")
+
+	// Restores count as registrations but not as heartbeats.
+	require.NoError(t, r.Merge(presence.Consumer{Key: key("q", "g", "merged"), RegisteredAt: t0, LastHeartbeat: t0}))
+	require.NoError(t, r.Merge(presence.Consumer{Key: key("q", "g", "stays"), RegisteredAt: t0, LastHeartbeat: t0}))
+
+	c := r.Counters()
+	assert.Equal(t, presence.Counters{Heartbeats: 4, Registrations: 5, Expired: 2, Left: 1}, c)
+}
+
+// Close unsubscribes: a per-request subscriber that closes leaves nothing
+// behind in the registry, and the other subscribers keep theirs.
+func TestSubscriptionCloseUnsubscribes(t *testing.T) {
+	r := presence.New()
+	keep := r.Subscribe(8)
+	defer keep.Close()
+	for i := 0; i < 100; i++ {
+		s := r.Subscribe(1)
+		require.Equal(t, 2, r.Subscribers())
+		s.Close()
+		s.Close()
+	}
+	assert.Equal(t, 1, r.Subscribers(), "closed subscriptions are still delivered to")
+	a, b := r.Subscribe(8), r.Subscribe(8)
+	a.Close()
+	beat(t, r, key("q", "g", "c"), 0, t0)
+	assert.Len(t, recv(keep), 1)
+	assert.Len(t, recv(b), 1)
+	b.Close()
+	keep.Close()
+	assert.Zero(t, r.Subscribers())
+}
+
+// Values outside the defined ones print as their number and never index
+// past the name tables.
+func TestUndefinedValuesDoNotPanic(t *testing.T) {
+	assert.Equal(t, "State(3)", presence.State(3).String())
+	assert.Equal(t, "State(255)", presence.State(255).String())
+	for _, s := range []presence.State{3, 255} {
+		b, err := s.MarshalText()
+		assert.ErrorIs(t, err, presence.ErrInvalidState)
+		assert.Nil(t, b)
+	}
+	b, err := presence.Expired.MarshalText()
+	require.NoError(t, err)
+	assert.Equal(t, "expired", string(b))
+	for k, want := range map[presence.EventKind]string{0: "EventKind(0)", 6: "EventKind(6)", 255: "EventKind(255)", presence.EventLeft: "left"} {
+		assert.Equal(t, want, k.String())
+	}
+}
+
+// A Handle copies its key into one buffer; a consumer name longer than the
+// queue and group together must come out whole.
+func TestHandleWithLongConsumerName(t *testing.T) {
+	r := presence.New()
+	for _, k := range []presence.Key{
+		key("q", "g", "a-consumer-name-much-longer-than-queue-and-group"),
+		key("", "", "c"),
+		key("queue", "group", ""),
+		key("a-long-queue-name", "", "c"),
+	} {
+		h := r.Handle(k)
+		assert.Equal(t, k, h.Key())
+		require.NoError(t, h.Heartbeat(2, t0))
+		c, ok := r.Lookup(k, t0, ttl)
+		require.True(t, ok, "%q", k)
+		assert.Equal(t, k, c.Key)
+		assert.Equal(t, k, r.Handle(k).Key(), "a Handle for a registered key")
+	}
+	assert.Equal(t, 4, r.Len())
+}
+
+// CollectChanged returns the number of rows it passed.
+func TestCollectChangedCount(t *testing.T) {
+	r := presence.New()
+	for i := 0; i < 5; i++ {
+		beat(t, r, key("q", "g", fmt.Sprint(i)), 0, t0)
+	}
+	rows := 0
+	assert.Equal(t, 5, r.CollectChanged(func(presence.Consumer) { rows++ }))
+	assert.Equal(t, 5, rows)
+	beat(t, r, key("q", "g", "1"), 0, t0.Add(time.Second))
+	beat(t, r, key("q", "g", "2"), 0, t0.Add(time.Second))
+	assert.Equal(t, 2, r.CollectChanged(func(presence.Consumer) {}))
+	assert.Zero(t, r.CollectChanged(func(presence.Consumer) { t.Error("nothing changed") }))
+}
+
+// The error for consumers a limit refused says exactly how many.
+func TestRestoreCountsRefusedConsumers(t *testing.T) {
+	src := presence.New()
+	for i := 0; i < 5; i++ {
+		beat(t, src, key("q", "g", fmt.Sprint(i)), 0, t0)
+	}
+	data := checkpoint(t, src)
+	r := presence.New(presence.WithMaxConsumers(2))
+	_, err := r.ReadFrom(bytes.NewReader(data))
+	require.Error(t, err)
+	assert.Equal(t, "presence: 3 consumers not restored: presence: too many consumers", err.Error())
+	assert.ErrorIs(t, err, presence.ErrTooManyConsumers)
+}
