@@ -2,7 +2,11 @@ package presenceredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,4 +133,142 @@ func TestMasterRestartedEmptyIsRefilled(t *testing.T) {
 	assert.Less(t, st.Consumers, 5000, "only the lost buckets are resent")
 	assert.Positive(t, st.Consumers)
 	converged(t, m, r, t0)
+}
+
+// flushLog records Run's flushes with their times.
+type flushLog struct {
+	mu  sync.Mutex
+	evs []flushEvent
+}
+
+type flushEvent struct {
+	at  time.Time
+	st  FlushStats
+	err error
+}
+
+func (l *flushLog) add(st FlushStats, err error) {
+	l.mu.Lock()
+	l.evs = append(l.evs, flushEvent{time.Now(), st, err})
+	l.mu.Unlock()
+}
+
+func (l *flushLog) events() []flushEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.evs)
+}
+
+// beatAll makes every consumer beat about every 20 ms, on a clock that
+// starts at t0 and follows the wall clock, until stop is closed; it
+// returns the last time it used.
+func beatAll(t *testing.T, r *presence.Registry, keys []presence.Key, stop chan struct{}) func() time.Time {
+	var last atomic.Int64
+	last.Store(t0.UnixNano())
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			now := t0.Add(time.Since(start))
+			for j, k := range keys {
+				if err := r.Heartbeat(k, uint32((i+j)%4), now); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			last.Store(now.UnixNano())
+		}
+	}()
+	return func() time.Time { <-done; return time.Unix(0, last.Load()).UTC() }
+}
+
+// A master is SIGKILLed while the mirror flushes every second under
+// steady heartbeats. While it is down the other masters keep being
+// written and read (partial flushes and reads, never empty ones); its
+// replica takes over; the mirror learns the new slot map after its first
+// failed flush, so the second flush after cluster_state:ok at the latest
+// succeeds; and Redis converges to the registry with nothing lost, even if
+// the replica missed the last writes before the kill.
+func TestMasterKilledFailsOver(t *testing.T) {
+	c := startCluster(t)
+	cc := c.client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := presence.New()
+	keys := fillGroups(t, r, 5000, 200, t0)
+	m := New(r, cc, Options{})
+	defer m.Close()
+	_, err := m.Flush(ctx)
+	require.NoError(t, err)
+
+	var log flushLog
+	m.onFlush = log.add
+	stop := make(chan struct{})
+	lastBeat := beatAll(t, r, keys, stop)
+	ran := make(chan error, 1)
+	go func() { ran <- m.Run(ctx) }()
+	time.Sleep(2500 * time.Millisecond) // a few good flushes first
+
+	ms, err := c.masters()
+	require.NoError(t, err)
+	victim := ms[0]
+	killed := time.Now()
+	victim.kill()
+
+	// Reads while it is down return the live masters' rows.
+	var partialRead bool
+	for !partialRead && time.Since(killed) < nodeTimeout {
+		rows, err := m.Snapshot(ctx, t0, ttl)
+		if errors.Is(err, ErrPartial) {
+			partialRead = true
+			assert.NotEmpty(t, rows, "the live masters' rows")
+			assert.Less(t, len(rows), len(keys))
+			t.Logf("read while down: %d rows; %v", len(rows), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.True(t, partialRead, "a read while the master is down is partial, not empty")
+
+	ok, err := c.waitFailover(victim.addr(), 30*time.Second)
+	require.NoError(t, err)
+	time.Sleep(3500 * time.Millisecond) // a few flushes after the failover
+	close(stop)
+	now := lastBeat()
+	cancel()
+	<-ran
+
+	// The timeline.
+	var firstOK time.Time
+	afterOK, partial := 0, 0
+	for _, e := range log.events() {
+		if e.at.Before(killed) {
+			continue
+		}
+		t.Logf("%+6.2fs  took=%-6v consumers=%-5d lost=%-3d failed=%-3d err=%.80v", e.at.Sub(killed).Seconds(),
+			e.st.Took.Round(time.Millisecond), e.st.Consumers, e.st.Lost, e.st.Failed, e.err)
+		if errors.Is(e.err, ErrPartial) {
+			partial++
+		}
+		if e.at.After(ok) && firstOK.IsZero() {
+			afterOK++
+			if e.err == nil {
+				firstOK = e.at
+			}
+		}
+	}
+	t.Logf("killed at 0s; cluster_state:ok at %.2fs; first good flush after it at %.2fs (%.2fs later, flush %d after ok)",
+		ok.Sub(killed).Seconds(), firstOK.Sub(killed).Seconds(), firstOK.Sub(ok).Seconds(), afterOK)
+	assert.Positive(t, partial, "the live masters kept being written while one was down")
+	require.False(t, firstOK.IsZero(), "a flush succeeded after the failover")
+	assert.LessOrEqual(t, afterOK, 2, "the second flush after cluster_state:ok succeeds at the latest")
+
+	_, err = m.Flush(context.Background())
+	require.NoError(t, err)
+	converged(t, m, r, now)
 }

@@ -54,6 +54,7 @@ func (m *Mirror) Flush(ctx context.Context) (FlushStats, error) {
 	}
 	f.st.Took = time.Since(start)
 	f.st.Failed = len(f.failed)
+	m.answered.Store(f.answered)
 	return f.st, unavailable("flush", f.failed, f.reached)
 }
 
@@ -65,13 +66,14 @@ func newToken() string {
 
 // flush is the state of one Flush.
 type flush struct {
-	m       *Mirror
-	ctx     context.Context
-	st      FlushStats
-	fresh   string        // the epoch of a bucket this flush creates
-	failed  map[int]error // unreachable buckets, with their first error
-	reached bool          // some command succeeded
-	lost    []int         // buckets whose scripts reported a loss
+	m        *Mirror
+	ctx      context.Context
+	st       FlushStats
+	fresh    string        // the epoch of a bucket this flush creates
+	failed   map[int]error // unreachable buckets, with their first error
+	reached  bool          // some command succeeded
+	answered bool          // some command succeeded or got a Redis error
+	lost     []int         // buckets whose scripts reported a loss
 
 	calls  map[presence.GroupKey]*call // the pending batch, by group
 	order  []*call
@@ -157,6 +159,17 @@ func (f *flush) send() {
 	f.order, f.count = f.order[:0], 0
 }
 
+// fail records that bucket b could not be written.
+func (f *flush) fail(b int, err error) {
+	var re redis.Error
+	if errors.As(err, &re) {
+		f.answered = true
+	}
+	if f.failed[b] == nil {
+		f.failed[b] = err
+	}
+}
+
 // settle records the outcome of one call.
 func (f *flush) settle(c *call, cmd *redis.Cmd) {
 	res, err := cmd.Slice()
@@ -164,16 +177,14 @@ func (f *flush) settle(c *call, cmd *redis.Cmd) {
 		err = errBadReply
 	}
 	if err != nil {
-		if f.failed[c.g.bucket] == nil {
-			f.failed[c.g.bucket] = err
-		}
+		f.fail(c.g.bucket, err)
 		for _, k := range c.keys {
 			f.m.reg.MarkChanged(k)
 		}
 		f.m.keepDeleted(c.dels)
 		return
 	}
-	f.reached = true
+	f.reached, f.answered = true, true
 	ep, _ := res[0].(string)
 	seq, _ := res[1].(int64)
 	lost, _ := res[2].(int64)
@@ -220,10 +231,10 @@ func (f *flush) checkBuckets() {
 			err = errBadReply
 		}
 		if err != nil {
-			f.failed[b] = err
+			f.fail(b, err)
 			continue
 		}
-		f.reached = true
+		f.reached, f.answered = true, true
 		ep, _ := v[0].(string)
 		s, _ := v[1].(string)
 		seq, _ := strconv.ParseInt(s, 10, 64)

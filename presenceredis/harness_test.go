@@ -259,7 +259,7 @@ func (c *cluster) client(t testing.TB) *redis.ClusterClient {
 		addrs = append(addrs, s.addr())
 	}
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, DialTimeout: 200 * time.Millisecond,
-		ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
+		DialerRetries: 1, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 	t.Cleanup(func() { cc.Close() })
 	return cc
 }
@@ -355,6 +355,29 @@ func (c *cluster) waitOK(timeout time.Duration) (time.Time, error) {
 		}
 		if time.Now().After(deadline) {
 			return time.Time{}, fmt.Errorf("cluster not ok after %v", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitFailover waits until a replica has taken over the slots of the
+// master at dead and the cluster is ok again, and returns when it saw that.
+func (c *cluster) waitFailover(dead string, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if ns, err := c.view(); err == nil && c.allOK() {
+			served := true
+			for _, n := range ns {
+				if n.addr == dead && n.isMaster && len(n.slots) > 0 {
+					served = false
+				}
+			}
+			if served {
+				return time.Now(), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("no failover of %s after %v", dead, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -35,6 +35,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -48,9 +49,10 @@ type Options struct {
 	Prefix string
 	// FlushInterval is the time between flushes in Run; default 1s.
 	FlushInterval time.Duration
-	// MaxBackoff caps the wait between flushes that failed entirely;
-	// default 5s. A flush that reached some masters is not backed off,
-	// so that they keep being updated while another fails over.
+	// MaxBackoff caps the wait between flushes that reached no server;
+	// default 5s, so that a mirror is back within 5s of Redis. A flush
+	// that some server answered is retried after min(FlushInterval,
+	// 250ms) instead (see [Mirror.Run]).
 	MaxBackoff time.Duration
 	// ResyncEvery makes Run mark every consumer changed on this period, so
 	// that writes Redis acknowledged and then lost unnoticed are repaired;
@@ -82,6 +84,9 @@ type Mirror struct {
 
 	mu    sync.Mutex // serialises flushes; guards known
 	known [Buckets]bucketState
+
+	onFlush  func(FlushStats, error) // for tests: called by Run after each flush
+	answered atomic.Bool             // the last flush got a reply or a Redis error
 
 	leftMu sync.Mutex
 	left   map[presence.Key]struct{} // deregistered, not yet deleted in Redis
@@ -124,10 +129,12 @@ func New(r *presence.Registry, rdb redis.UniversalClient, opt Options) *Mirror {
 func (m *Mirror) Close() { m.sub.Close() }
 
 // Run flushes every FlushInterval until ctx is done, then flushes once more
-// and returns ctx's error. A flush that failed entirely is logged and
-// retried with exponential backoff up to MaxBackoff; one that reached some
-// buckets (see [ErrPartial]) is logged and the next comes after
-// FlushInterval.
+// and returns ctx's error. A failed flush is logged. If no server answered
+// it, the next comes with exponential backoff up to MaxBackoff. If some did
+// (a partial flush, see [ErrPartial], while a master is down, or CLUSTERDOWN
+// while its replica takes over), the next comes after min(FlushInterval,
+// 250ms), so that the live masters keep being updated and the end of a
+// failover is seen soon.
 func (m *Mirror) Run(ctx context.Context) error {
 	wait := m.opt.FlushInterval
 	lastResync := time.Now()
@@ -147,7 +154,10 @@ func (m *Mirror) Run(ctx context.Context) error {
 			lastResync = time.Now()
 		}
 		st, err := m.Flush(ctx)
-		wait = m.nextWait(wait, err)
+		if m.onFlush != nil {
+			m.onFlush(st, err)
+		}
+		wait = m.nextWait(wait, err, m.answered.Load())
 		switch {
 		case err != nil:
 			m.opt.Logger.Warn("presenceredis: flush failed", "err", err, "retry_in", wait)
@@ -158,10 +168,21 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 }
 
-// nextWait is the wait before the flush after one that returned err.
-func (m *Mirror) nextWait(wait time.Duration, err error) time.Duration {
-	if err == nil || errors.Is(err, ErrPartial) {
+// retryAnswered is the wait after a flush that failed although some server
+// answered: short, so that a failover is picked up soon after it ends.
+const retryAnswered = 250 * time.Millisecond
+
+// nextWait is the wait before the flush after one that returned err. It
+// backs off only when no server answered: a partial flush (a master is
+// down) or an answered one (CLUSTERDOWN while a replica takes over) is
+// retried after min(FlushInterval, 250ms), which keeps the live masters up
+// to date and sees the failover end; asking them costs little.
+func (m *Mirror) nextWait(wait time.Duration, err error, answered bool) time.Duration {
+	switch {
+	case err == nil:
 		return m.opt.FlushInterval
+	case answered:
+		return min(m.opt.FlushInterval, retryAnswered)
 	}
 	return min(max(2*wait, m.opt.FlushInterval), m.opt.MaxBackoff)
 }

@@ -397,3 +397,38 @@ func TestFailedBatchIsResent(t *testing.T) {
 	require.NoError(t, err)
 	rowsEqual(t, r.Snapshot(t0, ttl), got)
 }
+
+// A bucket whose write counter went back (a replica promoted before it
+// received the last writes) still has its epoch: the flush sees the
+// counter and resends the bucket's consumers, and only those.
+func TestBucketBehindIsResent(t *testing.T) {
+	s := startRedis(t)
+	ctx := context.Background()
+	c := s.client(t)
+	r := presence.New()
+	keys := fill(t, r, 1000, 0, t0)
+	m := New(r, c, Options{})
+	defer m.Close()
+	_, err := m.Flush(ctx)
+	require.NoError(t, err)
+
+	// The bucket of keys[0] loses its last write: the counter steps back
+	// and keys[0]'s record is gone.
+	g := m.groupOf(keys[0].Queue, keys[0].Group)
+	require.NoError(t, c.HIncrBy(ctx, m.dirKey(g.bucket), "seq", -1).Err())
+	require.NoError(t, c.HDel(ctx, g.h, keys[0].Consumer).Err())
+
+	st, err := m.Flush(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Lost)
+	inBucket := 0
+	for _, k := range keys {
+		if bucketOf(k.Queue, k.Group) == g.bucket {
+			inBucket++
+		}
+	}
+	assert.Equal(t, inBucket, st.Consumers, "the bucket's consumers, and only them")
+	got, err := m.Snapshot(ctx, t0, ttl)
+	require.NoError(t, err)
+	rowsEqual(t, r.Snapshot(t0, ttl), got)
+}
