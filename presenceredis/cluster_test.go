@@ -272,3 +272,207 @@ func TestMasterKilledFailsOver(t *testing.T) {
 	require.NoError(t, err)
 	converged(t, m, r, now)
 }
+
+// 5,000 consumers over 200 groups land on all three masters, and the
+// cluster-wide Snapshot and CountByGroup equal the registry's.
+func TestClusterHoldsTheRegistry(t *testing.T) {
+	c := sharedCluster(t)
+	cc := c.client(t)
+	ctx := context.Background()
+	r := presence.New()
+	keys := fillGroups(t, r, 5000, 200, t0)
+	for i, k := range keys[:1000] { // some with work, later
+		require.NoError(t, r.Heartbeat(k, uint32(i%5), t0.Add(time.Duration(i)*time.Millisecond)))
+	}
+	m := New(r, cc, Options{Prefix: "holds"})
+	defer m.Close()
+	st, err := m.Flush(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 5000, st.Consumers)
+	converged(t, m, r, t0.Add(time.Second))
+	converged(t, m, r, t0.Add(time.Minute)) // stale and expired too
+
+	ms, err := c.masters()
+	require.NoError(t, err)
+	for _, s := range ms {
+		n, err := s.client(t).Eval(ctx, `return #redis.call('KEYS', ARGV[1])`, nil, "holds:*:d").Int()
+		require.NoError(t, err)
+		t.Logf("master %s holds %d bucket directories", s.addr(), n)
+		assert.Positive(t, n, "every master holds part of the directory")
+	}
+}
+
+// Two brokers write the same consumers, one with older news, in either
+// order: Redis keeps the later heartbeat with its leases, the later active
+// time and the earlier registration, on every master.
+func TestClusterTwoBrokersOutOfOrder(t *testing.T) {
+	c := sharedCluster(t)
+	ctx := context.Background()
+	a, b := presence.New(), presence.New()
+	keys := fillGroups(t, a, 600, 60, t0)          // a: registered first, idle
+	fillGroups(t, b, 600, 60, t0.Add(time.Second)) // b: registered later
+	for i, k := range keys {
+		require.NoError(t, b.Heartbeat(k, 0, t0.Add(3*time.Second)))             // b: newest beat, idle
+		require.NoError(t, a.Heartbeat(k, uint32(i%4+1), t0.Add(2*time.Second))) // a: older beat, with work
+	}
+	ma := New(a, c.client(t), Options{Prefix: "two"})
+	mb := New(b, c.client(t), Options{Prefix: "two"})
+	defer ma.Close()
+	defer mb.Close()
+	_, err := mb.Flush(ctx)
+	require.NoError(t, err)
+	_, err = ma.Flush(ctx) // older heartbeats arrive last: must not win
+	require.NoError(t, err)
+
+	rows, err := ma.Snapshot(ctx, t0.Add(3*time.Second), ttl)
+	require.NoError(t, err)
+	require.Len(t, rows, len(keys))
+	for _, row := range rows {
+		assert.True(t, row.RegisteredAt.Equal(t0), "%v: earliest registration", row.Key)
+		assert.True(t, row.LastHeartbeat.Equal(t0.Add(3*time.Second)), "%v: latest heartbeat", row.Key)
+		assert.Zero(t, row.Leases, "%v: leases of the latest heartbeat", row.Key)
+		assert.True(t, row.LastActive.Equal(t0.Add(2*time.Second)), "%v: latest work", row.Key)
+	}
+}
+
+// A restarted broker restores the real times from the cluster.
+func TestClusterRestore(t *testing.T) {
+	c := sharedCluster(t)
+	ctx := context.Background()
+	r := presence.New()
+	fillGroups(t, r, 3000, 150, t0)
+	require.NoError(t, r.Heartbeat(key("odd\x00queue", "{tag}", "\xff"), 0, t0.Add(time.Second)))
+	m := New(r, c.client(t), Options{Prefix: "restore"})
+	_, err := m.Flush(ctx)
+	require.NoError(t, err)
+	m.Close()
+
+	fresh := presence.New()
+	m2 := New(fresh, c.client(t), Options{Prefix: "restore"})
+	defer m2.Close()
+	n, err := m2.Restore(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 3001, n)
+	rowsEqual(t, r.Snapshot(t0, ttl), fresh.Snapshot(t0, ttl))
+}
+
+// Prune reaches every master: it deletes the expired consumers of every
+// bucket and forgets the groups it empties, and nothing else.
+func TestClusterPrune(t *testing.T) {
+	c := sharedCluster(t)
+	cc := c.client(t)
+	ctx := context.Background()
+	r := presence.New()
+	keys := fillGroups(t, r, 4000, 200, t0)
+	for _, k := range keys {
+		if k.Group != "group-7" && k.Group != "group-150" { // two groups die
+			require.NoError(t, r.Heartbeat(k, 0, t0.Add(time.Hour)))
+		}
+	}
+	m := New(r, cc, Options{Prefix: "prune"})
+	defer m.Close()
+	_, err := m.Flush(ctx)
+	require.NoError(t, err)
+
+	n, err := m.Prune(ctx, t0.Add(time.Hour), ttl)
+	require.NoError(t, err)
+	assert.Equal(t, 40, n, "two groups of 20")
+	r.PruneExpired(t0.Add(time.Hour), ttl)
+	converged(t, m, r, t0.Add(time.Hour))
+	gs, failed := m.directory(ctx)
+	require.Empty(t, failed)
+	assert.Len(t, gs, 198, "the emptied groups are forgotten")
+
+	n, err = m.Prune(ctx, t0.Add(3*time.Hour), ttl)
+	require.NoError(t, err)
+	assert.Equal(t, 3960, n)
+	gs, _ = m.directory(ctx)
+	assert.Empty(t, gs)
+	ms, err := c.masters()
+	require.NoError(t, err)
+	for _, s := range ms {
+		left, err := s.client(t).Eval(ctx, `return #redis.call('KEYS', ARGV[1])`, nil, "prune:*:[hz]").Int()
+		require.NoError(t, err)
+		assert.Zero(t, left, "master %s keeps no group", s.addr())
+	}
+}
+
+// flushUntilOK flushes until a flush succeeds, for at most 10s.
+func flushUntilOK(t *testing.T, m *Mirror) FlushStats {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := m.Flush(context.Background())
+		if err == nil {
+			return st
+		}
+		require.True(t, time.Now().Before(deadline), "no flush succeeded: %v", err)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Slots move from one master to another (redis-cli --cluster reshard)
+// while the mirror flushes every 100 ms under steady heartbeats. Flushes
+// that meet a migrating slot keep its consumers marked; afterwards Redis
+// converges to the registry with nothing lost.
+func TestClusterReshardWhileFlushing(t *testing.T) {
+	c := startCluster(t)
+	cc := c.client(t)
+	r := presence.New()
+	keys := fillGroups(t, r, 5000, 200, t0)
+	m := New(r, cc, Options{})
+	defer m.Close()
+	flushUntilOK(t, m)
+
+	stop := make(chan struct{})
+	lastBeat := beatAll(t, r, keys, stop)
+	var flushes, failed atomic.Int64
+	flushing := make(chan struct{})
+	go func() {
+		defer close(flushing)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if _, err := m.Flush(context.Background()); err != nil {
+				failed.Add(1)
+			}
+			flushes.Add(1)
+		}
+	}()
+
+	ns, err := c.view()
+	require.NoError(t, err)
+	var from, to node
+	for _, n := range ns {
+		if n.isMaster && from.id == "" {
+			from = n
+		} else if n.isMaster && to.id == "" {
+			to = n
+		}
+	}
+	start := time.Now()
+	out, err := c.cliRun("--cluster", "reshard", from.addr, "--cluster-from", from.id, "--cluster-to", to.id,
+		"--cluster-slots", "500", "--cluster-yes")
+	require.NoError(t, err, out)
+	t.Logf("resharded 500 slots from %s to %s in %v, during %d flushes (%d failed)", from.addr, to.addr,
+		time.Since(start).Round(time.Millisecond), flushes.Load(), failed.Load())
+	_, err = c.waitOK(30 * time.Second)
+	require.NoError(t, err)
+	close(stop)
+	now := lastBeat()
+	<-flushing
+	assert.Greater(t, flushes.Load(), int64(2), "flushes ran during the reshard")
+
+	ns, err = c.view()
+	require.NoError(t, err)
+	for _, n := range ns {
+		if n.id == to.id {
+			assert.Equal(t, to.slotCount()+500, n.slotCount(), "the target serves the moved slots")
+		}
+	}
+	flushUntilOK(t, m)
+	converged(t, m, r, now)
+}

@@ -224,7 +224,7 @@ func newCluster(t testing.TB) (*cluster, error) {
 	var addrs []string
 	for range 6 {
 		s, err := newServer(bin, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(int(nodeTimeout/time.Millisecond)))
+			"--cluster-node-timeout", strconv.Itoa(int(nodeTimeout/time.Millisecond)), "--repl-diskless-sync-delay", "0")
 		if err != nil {
 			return c, err
 		}
@@ -271,32 +271,58 @@ type node struct {
 	slots            []string // ranges as printed, "0-5460"
 }
 
+// slotCount returns the number of slots n serves.
+func (n node) slotCount() int {
+	total := 0
+	for _, r := range n.slots {
+		if strings.HasPrefix(r, "[") { // a slot being migrated or imported
+			continue
+		}
+		lo, hi, ok := strings.Cut(r, "-")
+		a, _ := strconv.Atoi(lo)
+		b := a
+		if ok {
+			b, _ = strconv.Atoi(hi)
+		}
+		total += b - a + 1
+	}
+	return total
+}
+
 // view returns CLUSTER NODES as seen by the first live node.
 func (c *cluster) view() ([]node, error) {
 	var lastErr error
 	for _, s := range c.nodes {
-		rc := s.direct()
-		out, err := rc.ClusterNodes(context.Background()).Result()
-		rc.Close()
-		if err != nil {
-			lastErr = err
-			continue
+		ns, err := s.view()
+		if err == nil {
+			return ns, nil
 		}
-		var ns []node
-		sc := bufio.NewScanner(strings.NewReader(out))
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
-			if len(f) < 8 {
-				continue
-			}
-			n := node{id: f[0], addr: strings.SplitN(f[1], "@", 2)[0], master: f[3],
-				isMaster: strings.Contains(f[2], "master"), failed: strings.Contains(f[2], "fail")}
-			n.slots = f[8:]
-			ns = append(ns, n)
-		}
-		return ns, nil
+		lastErr = err
 	}
 	return nil, lastErr
+}
+
+// view returns CLUSTER NODES as seen by s.
+func (s *server) view() ([]node, error) {
+	rc := s.direct()
+	out, err := rc.ClusterNodes(context.Background()).Result()
+	rc.Close()
+	if err != nil {
+		return nil, err
+	}
+	var ns []node
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 8 {
+			continue
+		}
+		n := node{id: f[0], addr: strings.SplitN(f[1], "@", 2)[0], master: f[3],
+			isMaster: strings.Contains(f[2], "master"), failed: strings.Contains(f[2], "fail")}
+		n.slots = f[8:]
+		ns = append(ns, n)
+	}
+	return ns, nil
 }
 
 // server returns the child process listening on addr.
@@ -403,27 +429,51 @@ func (c *cluster) allOK() bool {
 	return live > 0
 }
 
-// waitReplicas waits until every replica's link to its master is up.
+// waitReplicas waits until every node sees three masters serving slots,
+// each with a replica, and every replica's link to its master is up.
 func (c *cluster) waitReplicas(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for {
-		up := 0
-		for _, s := range c.nodes {
-			rc := s.direct()
-			info, err := rc.Info(context.Background(), "replication").Result()
-			rc.Close()
-			if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up") {
-				up++
-			}
-		}
-		if up == 3 {
-			return nil
-		}
+	for !c.agreed() || c.replicasUp() < 3 {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of 3 replicas in sync after %v", up, timeout)
+			return fmt.Errorf("%d of 3 replicas in sync after %v", c.replicasUp(), timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return nil
+}
+
+func (c *cluster) agreed() bool {
+	for _, s := range c.nodes {
+		ns, err := s.view()
+		if err != nil {
+			return false
+		}
+		masters, replicas := 0, 0
+		for _, n := range ns {
+			if n.isMaster && len(n.slots) > 0 {
+				masters++
+			} else if !n.isMaster && n.master != "-" {
+				replicas++
+			}
+		}
+		if masters != 3 || replicas != 3 {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *cluster) replicasUp() int {
+	up := 0
+	for _, s := range c.nodes {
+		rc := s.direct()
+		info, err := rc.Info(context.Background(), "replication").Result()
+		rc.Close()
+		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up") {
+			up++
+		}
+	}
+	return up
 }
 
 // cliRun runs redis-cli with args and returns its output.
