@@ -58,6 +58,7 @@ type Registry struct {
 	ix          index
 	events      events
 	ctr         *counters // nil unless WithCounters
+	dels        deletions // deregistrations kept for a mirror; see changes.go
 }
 
 // New returns an empty Registry.
@@ -154,6 +155,7 @@ func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat 
 				// an absent key stays absent.
 				return cur, !loaded
 			}
+			r.dels.forget(mk.h, mk.k)
 			s.live.Add(1)
 			return fresh, false
 		})
@@ -254,6 +256,9 @@ func (r *Registry) Deregister(k Key) bool {
 			return false
 		}
 		mk := mkey{h: sl.h, k: entryKey(sl.e)}
+		// Recorded before the entry is retired, so that a registration
+		// that replaces it finds the record and drops it.
+		r.dels.record(sl.h, mk.k)
 		if sl.e.Retire() {
 			r.remove(sl.s, mk, sl.e, EventLeft, nanotime.None)
 			return true

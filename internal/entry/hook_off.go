@@ -7,3 +7,7 @@ package entry
 // compiler removes; the presencehooks build tag lets tests pause a beat there
 // to force interleavings that are otherwise too rare to hit.
 func afterTimeCAS() {}
+
+// beforeRetire runs in Entry.Retire before the entry is retired; like
+// afterTimeCAS it is empty unless the presencehooks tag is set.
+func beforeRetire() {}
