@@ -112,3 +112,137 @@ func TestMerge(t *testing.T) {
 	err := r.Merge(presence.Consumer{Key: k, RegisteredAt: t0.Add(time.Hour), LastHeartbeat: t0})
 	assert.ErrorIs(t, err, presence.ErrBadCheckpoint)
 }
+
+func collectDeleted(r *presence.Registry) map[presence.Key]bool {
+	out := map[presence.Key]bool{}
+	r.CollectDeleted(func(k presence.Key) { out[k] = true })
+	return out
+}
+
+func TestCollectDeleted(t *testing.T) {
+	r := presence.New()
+	for i := 0; i < 10; i++ {
+		beat(t, r, key("q", "g", fmt.Sprint(i)), 0, t0)
+	}
+	require.True(t, r.Deregister(key("q", "g", "0")))
+	assert.Empty(t, collectDeleted(r), "nothing is recorded before the first collection")
+
+	for i := 1; i < 6; i++ {
+		require.True(t, r.Deregister(key("q", "g", fmt.Sprint(i))))
+	}
+	beat(t, r, key("q", "g", "5"), 0, t0.Add(time.Second)) // came back
+	assert.False(t, r.Deregister(key("q", "g", "absent")))
+	got := collectDeleted(r)
+	assert.Equal(t, map[presence.Key]bool{
+		key("q", "g", "1"): true, key("q", "g", "2"): true, key("q", "g", "3"): true, key("q", "g", "4"): true,
+	}, got)
+	assert.Empty(t, collectDeleted(r), "collected once")
+
+	assert.True(t, r.MarkDeleted(key("q", "g", "1")), "a failed delete is recorded again")
+	assert.False(t, r.MarkDeleted(key("q", "g", "5")), "not while registered")
+	assert.Equal(t, map[presence.Key]bool{key("q", "g", "1"): true}, collectDeleted(r))
+
+	// A flood between two collections: all of them, nothing dropped.
+	for i := 0; i < 20000; i++ {
+		beat(t, r, key("flood", "g", fmt.Sprint(i)), 0, t0)
+	}
+	collectDeleted(r)
+	for i := 0; i < 20000; i++ {
+		r.Deregister(key("flood", "g", fmt.Sprint(i)))
+	}
+	assert.Len(t, collectDeleted(r), 20000)
+	assert.Zero(t, r.DeletionRecords())
+
+	// Records are bounded: a consumer that comes back drops its record.
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 1000; i++ {
+			r.Deregister(key("churn", "g", fmt.Sprint(i)))
+			beat(t, r, key("churn", "g", fmt.Sprint(i)), 0, t0)
+		}
+		assert.Zero(t, r.DeletionRecords(), "round %d", round)
+	}
+}
+
+// A mirror collects deletions, then changes, in rounds, while writers
+// deregister and register their consumers again and again; some of its
+// deliveries fail and are marked again. After the writers stop and one
+// more round, its copy holds exactly the consumers whose last operation
+// was a heartbeat: no deregistration or registration is lost.
+func TestDeletedRacingRegistrations(t *testing.T) {
+	r := presence.New()
+	const writers, perWriter = 4, 64
+	ops := scale(20000)
+	var mu sync.Mutex
+	copyOf := map[presence.Key]bool{} // the mirror's copy: present or not
+	round := func(fail bool) {
+		i := 0
+		var dels []presence.Key
+		r.CollectDeleted(func(k presence.Key) { dels = append(dels, k) })
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range dels {
+			if i++; fail && i%3 == 0 {
+				r.MarkDeleted(k)
+				continue
+			}
+			delete(copyOf, k)
+		}
+		r.CollectChanged(func(c presence.Consumer) {
+			if i++; fail && i%5 == 0 {
+				r.MarkChanged(c.Key)
+				return
+			}
+			copyOf[c.Key] = true
+		})
+	}
+	round(false) // starts the recording
+
+	stop := make(chan struct{})
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				round(true)
+			}
+		}
+	}()
+	last := make([][]bool, writers) // per consumer: is its last op a heartbeat
+	var wg sync.WaitGroup
+	for w := range writers {
+		last[w] = make([]bool, perWriter)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < ops; i++ {
+				c := (i * 7) % perWriter
+				k := key("q", fmt.Sprint("g", w%2), fmt.Sprint(w, "-", c))
+				if i%3 == 0 {
+					r.Deregister(k)
+					last[w][c] = false
+					continue
+				}
+				if err := r.Heartbeat(k, 0, t0.Add(time.Duration(i))); err != nil {
+					t.Error(err)
+				}
+				last[w][c] = true
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-collected
+	round(false)
+
+	for w := range writers {
+		for c := range perWriter {
+			k := key("q", fmt.Sprint("g", w%2), fmt.Sprint(w, "-", c))
+			_, registered := r.Lookup(k, t0, ttl)
+			assert.Equal(t, last[w][c], registered, "%v in the registry", k)
+			assert.Equal(t, last[w][c], copyOf[k], "%v in the mirror's copy", k)
+		}
+	}
+}

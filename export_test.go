@@ -8,3 +8,7 @@ func (r *Registry) IndexSizes() (groups, queues int) {
 
 // HashKey returns r's hash of k.
 func HashKey(r *Registry, k Key) uint64 { return hashKey(r.seed, &k) }
+
+// DeletionRecords returns the number of deregistrations r holds for a
+// mirror.
+func (r *Registry) DeletionRecords() int { return int(r.dels.n.Load()) }

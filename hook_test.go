@@ -44,3 +44,33 @@ func TestOvertakenBeatKeepsNewerLeases(t *testing.T) {
 	assert.Equal(t, t0.Add(2*time.Second), c.LastHeartbeat)
 	assert.EqualValues(t, 2, c.Leases, "the overtaken beat overwrote newer leases")
 }
+
+// A Deregister pauses after recording its consumer and before retiring it,
+// while a mirror collects: the mirror must not take the record yet (its
+// row is still live and is written in this round), or the write would
+// follow the delete and the consumer would stay in the mirror's copy.
+func TestHookDeregisterPausedBeforeRetire(t *testing.T) {
+	r := presence.New()
+	k := key("q", "g", "c")
+	r.CollectDeleted(func(presence.Key) {}) // start recording
+	require.NoError(t, r.Heartbeat(k, 0, t0))
+
+	paused, resume := make(chan struct{}), make(chan struct{})
+	entry.TestHookBeforeRetire = func() { close(paused); <-resume }
+	defer func() { entry.TestHookBeforeRetire = nil }()
+	done := make(chan bool)
+	go func() { done <- r.Deregister(k) }()
+	<-paused
+
+	copyOf := map[presence.Key]bool{}
+	round := func() {
+		r.CollectDeleted(func(k presence.Key) { delete(copyOf, k) })
+		r.CollectChanged(func(c presence.Consumer) { copyOf[c.Key] = true })
+	}
+	round() // the row is written; the record is left for later
+	entry.TestHookBeforeRetire = nil
+	close(resume)
+	require.True(t, <-done)
+	round()
+	assert.False(t, copyOf[k], "the deregistration was lost")
+}

@@ -70,6 +70,7 @@ type Registry struct {
 	events      events
 	ctr         *counters // nil unless WithCounters
 	clockSteps  atomic.Int64
+	dels        deletions // deregistrations kept for a mirror; see changes.go
 }
 
 // New returns an empty Registry.
@@ -199,6 +200,7 @@ func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat 
 				// an absent key stays absent.
 				return cur, !loaded
 			}
+			r.dels.forget(mk.h, mk.k)
 			s.live.Add(1)
 			return fresh, false
 		})
@@ -309,6 +311,9 @@ func (r *Registry) Deregister(k Key) bool {
 			return false
 		}
 		mk := mkey{h: sl.h, k: entryKey(sl.e)}
+		// Recorded before the entry is retired, so that a registration
+		// that replaces it finds the record and drops it.
+		r.dels.record(sl.h, mk.k)
 		if sl.e.Retire() {
 			r.remove(sl.s, mk, sl.e, EventLeft, nanotime.None)
 			return true

@@ -3,10 +3,6 @@ package presenceredis
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,67 +19,6 @@ import (
 var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 
 const ttl = 30 * time.Second
-
-// server is a redis-server child process on 127.0.0.1, without persistence.
-type server struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func startRedis(t *testing.T) *server {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server is not installed; .ci/run installs it")
-		}
-		t.Skip("redis-server is not installed")
-	}
-	s := &server{t: t, port: freePort(t)}
-	s.cmd = exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--save", "", "--appendonly", "no")
-	s.start()
-	t.Cleanup(s.kill)
-	return s
-}
-
-func (s *server) start() {
-	s.t.Helper()
-	s.cmd = exec.Command(s.cmd.Path, s.cmd.Args[1:]...)
-	require.NoError(s.t, s.cmd.Start())
-	c := redis.NewClient(&redis.Options{Addr: s.addr()})
-	defer c.Close()
-	for i := 0; ; i++ { // wait until it answers
-		if c.Ping(context.Background()).Err() == nil {
-			return
-		}
-		require.Less(s.t, i, 500, "redis-server did not start")
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (s *server) kill() {
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill() // SIGKILL: no shutdown, no save
-		_ = s.cmd.Wait()
-	}
-}
-
-func (s *server) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
-
-func (s *server) client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond,
-		ReadTimeout: time.Second, WriteTimeout: time.Second})
-	s.t.Cleanup(func() { c.Close() })
-	return c
-}
 
 func key(q, g, c string) presence.Key { return presence.Key{Queue: q, Group: g, Consumer: c} }
 
@@ -115,7 +50,7 @@ func TestFlushSendsOnlyChanges(t *testing.T) {
 	ctx := context.Background()
 	r := presence.New()
 	keys := fill(t, r, 1000, 0, t0)
-	m := New(r, s.client(), Options{})
+	m := New(r, s.client(t), Options{})
 	defer m.Close()
 
 	st, err := m.Flush(ctx)
@@ -151,7 +86,7 @@ func TestTwoBrokersMergeByMax(t *testing.T) {
 	require.NoError(t, b.Heartbeat(k, 0, t0.Add(time.Second)))   // b: registered later
 	require.NoError(t, b.Heartbeat(k, 0, t0.Add(3*time.Second))) // b: newest beat, idle
 	require.NoError(t, a.Heartbeat(k, 2, t0.Add(2*time.Second))) // a: newer work, older beat
-	ma, mb := New(a, s.client(), Options{}), New(b, s.client(), Options{})
+	ma, mb := New(a, s.client(t), Options{}), New(b, s.client(t), Options{})
 	defer ma.Close()
 	defer mb.Close()
 
@@ -182,13 +117,13 @@ func TestRestoreAfterBrokerRestart(t *testing.T) {
 	r := presence.New()
 	fill(t, r, 500, 1, t0)
 	require.NoError(t, r.Heartbeat(key("odd\x00queue", "{tag}", "\xff"), 0, t0.Add(time.Second)))
-	m := New(r, s.client(), Options{})
+	m := New(r, s.client(t), Options{})
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 	m.Close()
 
 	fresh := presence.New()
-	m2 := New(fresh, s.client(), Options{})
+	m2 := New(fresh, s.client(t), Options{})
 	defer m2.Close()
 	n, err := m2.Restore(ctx)
 	require.NoError(t, err)
@@ -202,7 +137,7 @@ func TestDeregisterAndPrunePropagate(t *testing.T) {
 	r := presence.New()
 	keys := fill(t, r, 10, 0, t0)
 	require.NoError(t, r.Heartbeat(keys[0], 0, t0.Add(-time.Hour))) // no-op: older
-	m := New(r, s.client(), Options{})
+	m := New(r, s.client(t), Options{})
 	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
@@ -222,9 +157,9 @@ func TestDeregisterAndPrunePropagate(t *testing.T) {
 	rows, err = m.Snapshot(ctx, t0, ttl)
 	require.NoError(t, err)
 	assert.Empty(t, rows)
-	groups, err := s.client().SCard(ctx, "presence:groups").Result()
-	require.NoError(t, err)
-	assert.Zero(t, groups, "empty groups are forgotten")
+	groups, failed := m.directory(ctx)
+	require.Empty(t, failed)
+	assert.Empty(t, groups, "empty groups are forgotten")
 }
 
 // Redis is killed with SIGKILL in the middle of a flush and comes back
@@ -236,21 +171,20 @@ func TestRedisKilledMidFlush(t *testing.T) {
 	ctx := context.Background()
 	r := presence.New()
 	keys := fill(t, r, 50000, 1, t0)
-	m := New(r, s.client(), Options{BatchConsumers: 500})
+	c := s.client(t)
+	m := New(r, c, Options{BatchConsumers: 500})
 	defer m.Close()
+	_, err := m.Flush(ctx)
+	require.NoError(t, err)
 
-	flushed := make(chan error, 1)
-	go func() { _, err := m.Flush(ctx); flushed <- err }()
-	// Kill as soon as Redis holds part of the flush.
-	probe := s.client()
-	for {
-		n, _ := probe.Exists(ctx, "presence:groups").Result()
-		if n > 0 {
-			break
-		}
+	for _, k := range keys {
+		require.NoError(t, r.Heartbeat(k, 3, t0.Add(time.Second/2)))
 	}
-	s.kill()
-	err := <-flushed
+	// Kill as soon as Redis holds part of the flush: after its third
+	// pipeline.
+	c.AddHook(&afterPipelines{n: 3, do: s.kill})
+	_, err = m.Flush(ctx)
+	require.Error(t, err)
 	t.Logf("flush during the kill: %v", err)
 
 	// Heartbeats while Redis is down: they never touch it.
@@ -273,10 +207,10 @@ func TestRedisKilledMidFlush(t *testing.T) {
 	wg.Wait()
 	assert.EqualValues(t, len(keys), beats.Load())
 
-	s.start() // back, and empty
+	require.NoError(t, s.start()) // back, and empty
 	st, err := m.Flush(ctx)
 	require.NoError(t, err)
-	assert.True(t, st.Resynced, "the mirror noticed Redis lost its data")
+	assert.Positive(t, st.Lost, "the mirror noticed Redis lost its data")
 	got, err := m.Snapshot(ctx, t0, ttl)
 	require.NoError(t, err)
 	rowsEqual(t, r.Snapshot(t0, ttl), got)
@@ -297,7 +231,7 @@ func TestFlushUnderLoad(t *testing.T) {
 	for i, k := range keys {
 		handles[i] = r.Handle(k)
 	}
-	m := New(r, s.client(), Options{})
+	m := New(r, s.client(t), Options{})
 	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
@@ -376,7 +310,7 @@ func TestRedisPausedFlushRetries(t *testing.T) {
 	ctx := context.Background()
 	r := presence.New()
 	keys := fill(t, r, 2000, 0, t0)
-	m := New(r, s.client(), Options{})
+	m := New(r, s.client(t), Options{})
 	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
@@ -384,20 +318,38 @@ func TestRedisPausedFlushRetries(t *testing.T) {
 	for _, k := range keys {
 		require.NoError(t, r.Heartbeat(k, 3, t0.Add(time.Second)))
 	}
-	require.NoError(t, s.cmd.Process.Signal(syscall.SIGSTOP))
+	require.NoError(t, s.signal(syscall.SIGSTOP))
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	_, err = m.Flush(short)
 	cancel()
 	require.Error(t, err, "Redis is paused")
-	require.NoError(t, s.cmd.Process.Signal(syscall.SIGCONT))
+	require.NoError(t, s.signal(syscall.SIGCONT))
 
 	st, err := m.Flush(ctx)
 	require.NoError(t, err)
-	assert.False(t, st.Resynced, "Redis kept its data")
+	assert.Zero(t, st.Lost, "Redis kept its data")
 	assert.Equal(t, len(keys), st.Consumers, "the failed flush's consumers were sent again")
 	got, err := m.Snapshot(ctx, t0, ttl)
 	require.NoError(t, err)
 	rowsEqual(t, r.Snapshot(t0, ttl), got)
+}
+
+// afterPipelines calls do once, after the n-th pipeline.
+type afterPipelines struct {
+	n, seen int
+	do      func()
+}
+
+func (a *afterPipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (a *afterPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (a *afterPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if a.seen++; a.seen == a.n {
+			a.do()
+		}
+		return err
+	}
 }
 
 // failPipelines fails every pipeline while on is set, as a network fault
@@ -420,7 +372,7 @@ func (f *failPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 func TestFailedBatchIsResent(t *testing.T) {
 	s := startRedis(t)
 	ctx := context.Background()
-	c := s.client()
+	c := s.client(t)
 	fault := &failPipelines{}
 	c.AddHook(fault)
 	r := presence.New()
@@ -441,6 +393,41 @@ func TestFailedBatchIsResent(t *testing.T) {
 	st, err := m.Flush(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1500, st.Consumers)
+	got, err := m.Snapshot(ctx, t0, ttl)
+	require.NoError(t, err)
+	rowsEqual(t, r.Snapshot(t0, ttl), got)
+}
+
+// A bucket whose write counter went back (a replica promoted before it
+// received the last writes) still has its epoch: the flush sees the
+// counter and resends the bucket's consumers, and only those.
+func TestBucketBehindIsResent(t *testing.T) {
+	s := startRedis(t)
+	ctx := context.Background()
+	c := s.client(t)
+	r := presence.New()
+	keys := fill(t, r, 1000, 0, t0)
+	m := New(r, c, Options{})
+	defer m.Close()
+	_, err := m.Flush(ctx)
+	require.NoError(t, err)
+
+	// The bucket of keys[0] loses its last write: the counter steps back
+	// and keys[0]'s record is gone.
+	g := m.groupOf(keys[0].Queue, keys[0].Group)
+	require.NoError(t, c.HIncrBy(ctx, m.dirKey(g.bucket), "seq", -1).Err())
+	require.NoError(t, c.HDel(ctx, g.h, keys[0].Consumer).Err())
+
+	st, err := m.Flush(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Lost)
+	inBucket := 0
+	for _, k := range keys {
+		if bucketOf(k.Queue, k.Group) == g.bucket {
+			inBucket++
+		}
+	}
+	assert.Equal(t, inBucket, st.Consumers, "the bucket's consumers, and only them")
 	got, err := m.Snapshot(ctx, t0, ttl)
 	require.NoError(t, err)
 	rowsEqual(t, r.Snapshot(t0, ttl), got)

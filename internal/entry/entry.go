@@ -252,6 +252,7 @@ func (e *Entry) RetireIf(seen int64) bool {
 // Retire marks the entry removed whatever its heartbeat, and reports
 // whether this call did it (false: it was already retired).
 func (e *Entry) Retire() bool {
+	beforeRetire()
 	for {
 		hb := e.hb.Load()
 		if hb == nanotime.None {

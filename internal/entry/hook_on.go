@@ -23,3 +23,13 @@ func afterRetire() {
 		f()
 	}
 }
+
+// TestHookBeforeRetire, when set, is called by Entry.Retire before it
+// retires the entry. It exists only in builds with the presencehooks tag.
+var TestHookBeforeRetire func()
+
+func beforeRetire() {
+	if f := TestHookBeforeRetire; f != nil {
+		f()
+	}
+}
