@@ -1,9 +1,9 @@
 package presence
 
 import (
-	"time"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/seed351623e9/presence/internal/entry"
 	"github.com/seed351623e9/presence/internal/nanotime"

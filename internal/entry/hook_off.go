@@ -12,6 +12,7 @@ func afterTimeCAS() {}
 // the remover gives back the entry's slots; presencehooks builds can pause
 // it there.
 func afterRetire() {}
+
 // beforeRetire runs in Entry.Retire before the entry is retired; like
 // afterTimeCAS it is empty unless the presencehooks tag is set.
 func beforeRetire() {}
