@@ -206,6 +206,20 @@ func TestLabelValuesStayValid(t *testing.T) {
 	require.NoError(t, r2.Heartbeat(presence.Key{Queue: presenceprom.Other, Group: presenceprom.Other, Consumer: "1"}, 0, t0))
 	out := scrape(t, presenceprom.New(r2, presenceprom.Options{Now: func() time.Time { return t0 }}))
 	assert.Contains(t, out, `presence_consumers{group="__other__",queue="__other__",state="active"} 1`)
+
+	// A queue named like the Other set, larger than the kept ones, while
+	// others are folded: one Other series holds them all.
+	for _, q := range []string{"a", "b", presenceprom.Other, presenceprom.Other, presenceprom.Other} {
+		require.NoError(t, r2.Heartbeat(presence.Key{Queue: q, Group: "g", Consumer: fmt.Sprint(r2.Len())}, 0, t0))
+	}
+	for _, byQueue := range []bool{false, true} {
+		out = scrape(t, presenceprom.New(r2, presenceprom.Options{Now: func() time.Time { return t0 }, ByQueue: byQueue, MaxGroups: 1}))
+		want := map[bool]string{
+			false: `presence_consumers{group="__other__",queue="__other__",state="active"} 3`, // the real one, a and b
+			true:  `presence_consumers{queue="__other__",state="active"} 5`,                   // queue __other__ (4) and b; a is kept
+		}[byQueue]
+		assert.Contains(t, out, want+"\n", out)
+	}
 }
 
 // groupsRegistry has n groups of one consumer each, a queue per device, and
