@@ -82,27 +82,15 @@ func (h *handler) consumers(w http.ResponseWriter, r *http.Request) {
 	}
 	now := h.opt.Now()
 	pg := newSmallest(lq.limit+1, func(a, b presence.Consumer) int { return presence.CompareKeys(a.Key, b.Key) })
-	// The cheapest view for the filters: a group or a queue costs its own
-	// size; the whole registry is streamed by All and never copied, only the
+	// The whole registry is streamed by All and never copied: only the
 	// page is kept.
-	switch {
-	case lq.hasGroup:
-		for _, c := range h.reg.SnapshotGroup(presence.GroupKey{Queue: lq.queue, Group: lq.group}, now, lq.ttl) {
-			if lq.keeps(&c) {
-				pg.offer(c)
-			}
-		}
-	case lq.hasQueue:
-		for _, c := range h.reg.SnapshotQueue(lq.queue, now, lq.ttl) {
-			if lq.keeps(&c) {
-				pg.offer(c)
-			}
-		}
-	default:
-		for c := range h.reg.All(now, lq.ttl) {
-			if lq.keeps(&c) {
-				pg.offer(c)
-			}
+	src := h.reg.All(now, lq.ttl)
+	if lq.hasQueue {
+		src = slices.Values(h.snapshot(&lq, now))
+	}
+	for c := range src {
+		if lq.keeps(&c) {
+			pg.offer(c)
 		}
 	}
 	rows, more := pg.page(lq.limit)
@@ -129,12 +117,9 @@ func (h *handler) groups(w http.ResponseWriter, r *http.Request) {
 	}
 	// A group or a queue is counted from its own members; only the
 	// unfiltered list walks the whole group index.
-	switch {
-	case lq.hasGroup:
-		countSorted(h.reg.SnapshotGroup(presence.GroupKey{Queue: lq.queue, Group: lq.group}, now, lq.ttl), offer)
-	case lq.hasQueue:
-		countSorted(h.reg.SnapshotQueue(lq.queue, now, lq.ttl), offer)
-	default:
+	if lq.hasQueue {
+		countSorted(h.snapshot(&lq, now), offer)
+	} else {
 		for g, n := range h.reg.CountByGroup(now, lq.ttl) {
 			offer(g, n)
 		}
@@ -145,6 +130,16 @@ func (h *handler) groups(w http.ResponseWriter, r *http.Request) {
 		linkNext(w, r, "groups", position{key: presence.Key{Queue: last.Queue, Group: last.Group}, groupEnd: true})
 	}
 	stream(h, w, r, rows, func(g GroupRow) any { return g })
+}
+
+// snapshot returns the consumers of the query's group, or else of its
+// queue, sorted, from the view that costs the size of the group or queue
+// rather than of the registry.
+func (h *handler) snapshot(lq *listQuery, now time.Time) []presence.Consumer {
+	if lq.hasGroup {
+		return h.reg.SnapshotGroup(presence.GroupKey{Queue: lq.queue, Group: lq.group}, now, lq.ttl)
+	}
+	return h.reg.SnapshotQueue(lq.queue, now, lq.ttl)
 }
 
 // countSorted counts the rows of each group of rows, which are sorted by
