@@ -189,6 +189,8 @@ func TestPresencePageInChromium(t *testing.T) {
 		chromedp.WaitNotPresent(`tr[data-consumer="w1"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(row("b1", "active"), chromedp.ByQuery),
 		rowsShown(&n),
+		// The group box now suggests the groups of queue billing.
+		chromedp.Poll(`document.querySelector('#group-names option[value="invoicer"]') !== null`, nil, chromedp.WithPollingTimeout(10*time.Second)),
 	); err != nil {
 		t.Fatalf("filters: %v", err)
 	}

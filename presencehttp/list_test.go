@@ -299,4 +299,19 @@ func TestRedirectIgnoresAbsoluteFormHost(t *testing.T) {
 		ref, _ := url.Parse(loc)
 		assert.Equal(t, "http://127.0.0.1/presence/?x=1", base.ResolveReference(ref).String())
 	}
+
+	// Mounted at the root, an absolute-form request with no path gets the
+	// page, not a redirect.
+	root := httptest.NewServer(presencehttp.New(r, presencehttp.Options{}))
+	defer root.Close()
+	conn, err := net.Dial("tcp", root.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "GET http://evil.example HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Location"))
 }
