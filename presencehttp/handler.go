@@ -8,25 +8,45 @@
 //
 // Routes, relative to the mount point:
 //
-//	GET /                                        the live page
-//	GET /consumers?queue=&group=&state=&ttl=     JSON array of consumers
-//	GET /groups?queue=&ttl=                      JSON array of counts per group
+//	GET /                                                      the live page
+//	GET /consumers?queue=&group=&state=&search=&ttl=&limit=&after=  JSON array of consumers
+//	GET /groups?queue=&group=&ttl=&limit=&after=               JSON array of counts per group
+//	GET /stats?ttl=                                            JSON object: the TTL in use and the registry's totals
 //
-// ttl is a Go duration ("30s"); it defaults to Options.TTL. group requires
-// queue. state is "active", "stale" or "expired". A bad parameter gets 400
-// with {"error": "..."}, a method other than GET or HEAD gets 405.
+// ttl is a Go duration ("30s"); it defaults to [Options.TTL]. group requires
+// queue. state is "active", "stale" or "expired". search keeps the consumers
+// whose name contains it, ignoring case.
+//
+// Lists come in pages, in the order of [presence.CompareKeys]: at most limit
+// rows ([Options.Limit] by default, at most [Options.MaxLimit]). When more
+// rows follow, the response carries a Link header with rel="next" whose
+// relative URL asks for the next page; its after parameter is an opaque
+// cursor naming a position in that order, not a row, so a page walk never
+// repeats a row and never skips one that stayed registered while the walk
+// ran. A cursor from /consumers works on /groups too: it then starts at the
+// group of the consumer it names.
+//
+// Every 400 is a JSON {"error": "..."}: a ttl that is not a non-negative
+// duration, a state other than the three, group without queue, a limit
+// outside 1..MaxLimit, and an after that is not a cursor from this API. An
+// unknown path gets 404, a method other than GET or HEAD 405.
+//
+// Every response carries X-Content-Type-Options: nosniff, and every JSON
+// body, error or not, Cache-Control: no-store. The page carries a
+// Content-Security-Policy that allows only its own hashed inline script and
+// style and requests to its own origin, and forbids framing
+// (frame-ancestors 'none').
 package presencehttp
 
 import (
 	"bufio"
-	"cmp"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
+	"net/url"
 	"strings"
 	"time"
 
@@ -46,11 +66,18 @@ type Options struct {
 	// Logger receives failures to write a response, such as a client
 	// that went away mid-stream; default: nothing is logged.
 	Logger *slog.Logger
+	// Limit is the page size of /consumers and /groups when a request
+	// gives none; default 1000.
+	Limit int
+	// MaxLimit is the largest limit a request may ask for; default 10000.
+	// A larger one gets 400.
+	MaxLimit int
 }
 
 type handler struct {
 	reg *presence.Registry
 	opt Options
+	csp string
 }
 
 // New returns the handler for r.
@@ -61,7 +88,14 @@ func New(r *presence.Registry, opt Options) http.Handler {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &handler{reg: r, opt: opt}
+	if opt.MaxLimit <= 0 {
+		opt.MaxLimit = 10000
+	}
+	if opt.Limit <= 0 {
+		opt.Limit = 1000
+	}
+	opt.Limit = min(opt.Limit, opt.MaxLimit)
+	return &handler{reg: r, opt: opt, csp: pageCSP(page)}
 }
 
 // Row is the JSON form of one consumer.
@@ -86,6 +120,16 @@ type GroupRow struct {
 	Expired int    `json:"expired"`
 }
 
+// Stats is the JSON form of /stats: the TTL that classified the counts, and
+// the registry's consumers by state.
+type Stats struct {
+	TTL     string `json:"ttl"`
+	TTLMS   int64  `json:"ttl_ms"`
+	Active  int    `json:"active"`
+	Stale   int    `json:"stale"`
+	Expired int    `json:"expired"`
+}
+
 func toRow(c presence.Consumer) Row {
 	r := Row{
 		Queue: c.Queue, Group: c.Group, Consumer: c.Consumer,
@@ -100,6 +144,7 @@ func toRow(c presence.Consumer) Row {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		h.fail(w, http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
@@ -108,31 +153,61 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch strings.TrimPrefix(r.URL.Path, "/") {
 	case "":
 		if r.URL.Path == "" { // mounted at "/x" and asked for "/x": relative links need "/x/"
-			path, _, _ := strings.Cut(r.RequestURI, "?")
-			http.Redirect(w, r, path+"/", http.StatusMovedPermanently)
-			return
+			if loc := slashRedirect(r); loc != "" {
+				w.Header().Set("Location", loc)
+				w.WriteHeader(http.StatusMovedPermanently)
+				return
+			}
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Security-Policy", h.csp)
+		w.Header().Set("X-Frame-Options", "DENY") // for browsers without frame-ancestors
+		w.Header().Set("Referrer-Policy", "no-referrer")
 		_, _ = w.Write(page)
 	case "consumers":
 		h.consumers(w, r)
 	case "groups":
 		h.groups(w, r)
+	case "stats":
+		h.stats(w, r)
 	default:
 		h.fail(w, http.StatusNotFound, "no such resource %q", r.URL.Path)
 	}
 }
 
+// slashRedirect returns the Location that adds the missing trailing slash
+// to the request's path: "./last-segment/" and the query, relative, so that
+// it resolves against whatever prefix the handler is mounted under. Only
+// the path of the request URI is used: the host of an absolute-form request
+// ("GET http://elsewhere/x") never reaches the Location. It returns "" when
+// the request URI has no last segment to repeat.
+func slashRedirect(r *http.Request) string {
+	u, err := url.ParseRequestURI(r.RequestURI)
+	if err != nil {
+		return ""
+	}
+	p := u.EscapedPath()
+	last := p[strings.LastIndexByte(p, '/')+1:]
+	if last == "" || last == "." || last == ".." {
+		return ""
+	}
+	loc := "./" + last + "/"
+	if u.RawQuery != "" {
+		loc += "?" + u.RawQuery
+	}
+	return loc
+}
+
 func (h *handler) fail(w http.ResponseWriter, code int, format string, args ...any) {
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": fmt.Sprintf(format, args...)})
 }
 
-func (h *handler) ttl(r *http.Request) (time.Duration, error) {
-	s := r.URL.Query().Get("ttl")
+func (h *handler) ttl(q url.Values) (time.Duration, error) {
+	s := q.Get("ttl")
 	if s == "" {
 		return h.opt.TTL, nil
 	}
@@ -143,83 +218,25 @@ func (h *handler) ttl(r *http.Request) (time.Duration, error) {
 	return d, nil
 }
 
-func (h *handler) consumers(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	ttl, err := h.ttl(r)
+func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
+	ttl, err := h.ttl(r.URL.Query())
 	if err != nil {
 		h.fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	var want *presence.State
-	if s := q.Get("state"); s != "" {
-		var st presence.State
-		if err := st.UnmarshalText([]byte(s)); err != nil {
-			h.fail(w, http.StatusBadRequest, "state: %q is not active, stale or expired", s)
-			return
-		}
-		want = &st
-	}
-	queue, group := q.Get("queue"), q.Get("group")
-	_, hasQueue := q["queue"]
-	_, hasGroup := q["group"]
-	if hasGroup && !hasQueue {
-		h.fail(w, http.StatusBadRequest, "group needs queue")
+	st := h.reg.Stats(h.opt.Now(), ttl)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method == http.MethodHead {
 		return
 	}
-	now := h.opt.Now()
-	// The cheapest view for the filters.
-	var rows []presence.Consumer
-	switch {
-	case hasGroup:
-		rows = h.reg.SnapshotGroup(presence.GroupKey{Queue: queue, Group: group}, now, ttl)
-	case hasQueue:
-		rows = h.reg.SnapshotQueue(queue, now, ttl)
-	default:
-		rows = h.reg.Snapshot(now, ttl)
-	}
-	h.stream(w, r, func(emit func(any) bool) {
-		for _, c := range rows {
-			if want != nil && c.State != *want {
-				continue
-			}
-			if !emit(toRow(c)) {
-				return
-			}
-		}
-	})
-}
-
-func (h *handler) groups(w http.ResponseWriter, r *http.Request) {
-	ttl, err := h.ttl(r)
-	if err != nil {
-		h.fail(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	queue, hasQueue := r.URL.Query()["queue"]
-	counts := h.reg.CountByGroup(h.opt.Now(), ttl)
-	rows := make([]GroupRow, 0, len(counts))
-	for g, c := range counts {
-		if hasQueue && g.Queue != queue[0] {
-			continue
-		}
-		rows = append(rows, GroupRow{Queue: g.Queue, Group: g.Group, Active: c.Active, Stale: c.Stale, Expired: c.Expired})
-	}
-	slices.SortFunc(rows, func(a, b GroupRow) int {
-		return cmp.Or(cmp.Compare(a.Queue, b.Queue), cmp.Compare(a.Group, b.Group))
-	})
-	h.stream(w, r, func(emit func(any) bool) {
-		for _, g := range rows {
-			if !emit(g) {
-				return
-			}
-		}
-	})
+	err = json.NewEncoder(w).Encode(Stats{TTL: ttl.String(), TTLMS: ttl.Milliseconds(), Active: st.Active, Stale: st.Stale, Expired: st.Expired})
+	h.logWrite(r, err)
 }
 
 // stream writes a JSON array one element at a time through a small buffer,
-// so that a large registry is never encoded into a second, whole-response
-// buffer.
-func (h *handler) stream(w http.ResponseWriter, r *http.Request, each func(emit func(any) bool)) {
+// so that a page is never encoded into a second, whole-response buffer.
+func stream[T any](h *handler, w http.ResponseWriter, r *http.Request, items []T, each func(T) any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method == http.MethodHead {
@@ -227,28 +244,28 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request, each func(emit 
 	}
 	bw := bufio.NewWriterSize(w, 32<<10)
 	enc := json.NewEncoder(bw)
-	var err error
-	first := true
-	_, err = bw.WriteString("[")
-	each(func(v any) bool {
+	_, err := bw.WriteString("[")
+	for i, it := range items {
 		if err != nil {
-			return false
+			break
 		}
-		if !first {
+		if i > 0 {
 			_, err = bw.WriteString(",")
 		}
-		first = false
 		if err == nil {
-			err = enc.Encode(v)
+			err = enc.Encode(each(it))
 		}
-		return err == nil
-	})
+	}
 	if err == nil {
 		_, err = bw.WriteString("]\n")
 	}
 	if err == nil {
 		err = bw.Flush()
 	}
+	h.logWrite(r, err)
+}
+
+func (h *handler) logWrite(r *http.Request, err error) {
 	if err != nil && h.opt.Logger != nil && !errors.Is(err, http.ErrHandlerTimeout) {
 		h.opt.Logger.Warn("presencehttp: writing response", "path", r.URL.Path, "err", err)
 	}

@@ -119,6 +119,15 @@ func TestBadRequests(t *testing.T) {
 		"/presence/consumers?state=dead":    http.StatusBadRequest,
 		"/presence/consumers?group=workers": http.StatusBadRequest,
 		"/presence/groups?ttl=x":            http.StatusBadRequest,
+		"/presence/groups?group=workers":    http.StatusBadRequest,
+		"/presence/stats?ttl=x":             http.StatusBadRequest,
+		"/presence/consumers?limit=0":       http.StatusBadRequest,
+		"/presence/consumers?limit=ten":     http.StatusBadRequest,
+		"/presence/groups?limit=10001":      http.StatusBadRequest,
+		"/presence/consumers?after=%21%21":  http.StatusBadRequest,
+		"/presence/consumers?after=eA":      http.StatusBadRequest, // base64 of "x": no kind
+		"/presence/groups?after=Yw":         http.StatusBadRequest, // "c" with no lengths
+		"/presence/groups?after=ZwEA":       http.StatusBadRequest, // "g", queue length 1, byte 0, no group length
 		"/presence/nothing-here":            http.StatusNotFound,
 	} {
 		got, h, b := get(t, srv.URL+path)
@@ -154,7 +163,8 @@ func TestPage(t *testing.T) {
 	}
 }
 
-// A large registry streams: the response is correct JSON with every row.
+// A large registry streams, a page at a time: walking the next links
+// returns every row once, in order.
 func TestLargeRegistryStreams(t *testing.T) {
 	r := presence.New()
 	for i := 0; i < 20000; i++ {
@@ -162,5 +172,8 @@ func TestLargeRegistryStreams(t *testing.T) {
 	}
 	srv := httptest.NewServer(presencehttp.New(r, presencehttp.Options{Now: func() time.Time { return t0 }}))
 	defer srv.Close()
-	assert.Len(t, rows(t, srv.URL+"/consumers"), r.Len())
+	first := rows(t, srv.URL+"/consumers")
+	assert.Len(t, first, 1000, "the default limit")
+	all := walk[presencehttp.Row](t, srv.URL+"/", "consumers", func() {})
+	assert.Len(t, all, r.Len())
 }
