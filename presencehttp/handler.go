@@ -32,7 +32,8 @@
 // unknown path gets 404, a method other than GET or HEAD 405.
 //
 // Every response carries X-Content-Type-Options: nosniff, and every JSON
-// body, error or not, Cache-Control: no-store. The page carries a
+// body, error or not, Cache-Control: no-store and a Content-Security-Policy
+// that loads nothing and forbids framing. The page carries a
 // Content-Security-Policy that allows only its own hashed inline script and
 // style and requests to its own origin, and forbids framing
 // (frame-ancestors 'none').
@@ -145,6 +146,8 @@ func toRow(c presence.Consumer) Row {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// JSON and errors are never a document: nothing loads, nothing frames.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		h.fail(w, http.StatusMethodNotAllowed, "method %s not allowed", r.Method)

@@ -247,6 +247,7 @@ func TestSecurityHeaders(t *testing.T) {
 		assert.Equal(t, tc.code, resp.StatusCode, what)
 		assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), what)
 		assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"), what)
+		assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'", what)
 	}
 }
 
