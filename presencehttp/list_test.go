@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -315,4 +316,31 @@ func TestRedirectIgnoresAbsoluteFormHost(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Empty(t, resp.Header.Get("Location"))
+}
+
+// A page of an unfiltered list costs memory for the page, not for the
+// registry: the registry is streamed, never copied.
+func TestPageMemoryIsBoundedByLimit(t *testing.T) {
+	r := presence.New()
+	n := 50_000
+	if testing.Short() {
+		n = 10_000
+	}
+	for i := range n {
+		require.NoError(t, r.Heartbeat(presence.Key{Queue: "q", Group: fmt.Sprint(i % 100), Consumer: fmt.Sprint(i)}, 0, t0))
+	}
+	h := presencehttp.New(r, presencehttp.Options{Now: func() time.Time { return t0 }})
+	for _, path := range []string{"/consumers?limit=100", "/consumers?limit=100&state=active&search=9"} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		h.ServeHTTP(httptest.NewRecorder(), req) // warm up
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		runtime.ReadMemStats(&after)
+		require.Equal(t, http.StatusOK, w.Code)
+		perConsumer := float64(after.TotalAlloc-before.TotalAlloc) / float64(n)
+		t.Logf("%s over %d consumers: %d bytes allocated (%.1f per consumer)", path, n, after.TotalAlloc-before.TotalAlloc, perConsumer)
+		assert.Less(t, perConsumer, 16.0, "a copy of the registry costs over 100 bytes per consumer")
+	}
 }
