@@ -120,6 +120,7 @@ func New(r *presence.Registry, opt Options) *Collector {
 	add("deregistrations_total", "Consumers removed by Deregister.", func(t presence.Counters) int64 { return t.Left })
 	add("rejections_total", "Registrations refused by a consumer limit.", func(t presence.Counters) int64 { return t.Rejected })
 	add("events_dropped_total", "Events dropped because a subscriber's buffer was full.", func(t presence.Counters) int64 { return t.EventsDropped })
+	add("clock_steps_total", "Times taken as clock errors: stored heartbeats replaced by one more than the maximum clock step older, consumers pruned for a heartbeat that far ahead, future rows refused.", func(t presence.Counters) int64 { return t.ClockSteps })
 	return c
 }
 

@@ -58,6 +58,15 @@ presence_rejections_total 1
 	assert.Equal(t, 1.0, testutil.ToFloat64(counter(t, c, "presence_pruned_total")))
 }
 
+// A heartbeat taken as the correction of a clock error is counted.
+func TestClockSteps(t *testing.T) {
+	r := presence.New() // kept with or without WithCounters
+	k := presence.Key{Queue: "q", Group: "g", Consumer: "c"}
+	require.NoError(t, r.Heartbeat(k, 0, t0.Add(24*time.Hour)))
+	require.NoError(t, r.Heartbeat(k, 0, t0))
+	assert.Equal(t, 1.0, testutil.ToFloat64(counter(t, presenceprom.New(r, presenceprom.Options{}), "presence_clock_steps_total")))
+}
+
 // counter extracts one scalar metric from the collector.
 func counter(t *testing.T, c prometheus.Collector, name string) prometheus.Collector {
 	t.Helper()
