@@ -18,7 +18,8 @@
 // whose name contains it, ignoring case.
 //
 // Lists come in pages, in the order of [presence.CompareKeys]: at most limit
-// rows ([Options.Limit] by default, at most [Options.MaxLimit]). When more
+// rows ([Options.Limit] by default; a larger limit than [Options.MaxLimit]
+// gets MaxLimit). When more
 // rows follow, the response carries a Link header with rel="next" whose
 // relative URL asks for the next page; its after parameter is an opaque
 // cursor naming a position in that order, not a row, so a page walk never
@@ -27,8 +28,9 @@
 // group of the consumer it names.
 //
 // Every 400 is a JSON {"error": "..."}: a ttl that is not a non-negative
-// duration, a state other than the three, group without queue, a limit
-// outside 1..MaxLimit, and an after that is not a cursor from this API. An
+// duration, a state other than the three, group without queue, a limit that
+// is not a whole number of at least 1, and an after that is not a cursor
+// from this API. An
 // unknown path gets 404, a method other than GET or HEAD 405.
 //
 // Every response carries X-Content-Type-Options: nosniff, and every JSON
@@ -68,10 +70,10 @@ type Options struct {
 	// that went away mid-stream; default: nothing is logged.
 	Logger *slog.Logger
 	// Limit is the page size of /consumers and /groups when a request
-	// gives none; default 1000.
+	// gives none; default 1000, and never above MaxLimit.
 	Limit int
-	// MaxLimit is the largest limit a request may ask for; default 10000.
-	// A larger one gets 400.
+	// MaxLimit is the largest page; default 10000. A request that asks
+	// for more gets MaxLimit rows, and a next link if more follow.
 	MaxLimit int
 }
 

@@ -123,7 +123,8 @@ func TestBadRequests(t *testing.T) {
 		"/presence/stats?ttl=x":             http.StatusBadRequest,
 		"/presence/consumers?limit=0":       http.StatusBadRequest,
 		"/presence/consumers?limit=ten":     http.StatusBadRequest,
-		"/presence/groups?limit=10001":      http.StatusBadRequest,
+		"/presence/groups?limit=-1":         http.StatusBadRequest,
+		"/presence/groups?limit=1e3":        http.StatusBadRequest,
 		"/presence/consumers?after=%21%21":  http.StatusBadRequest,
 		"/presence/consumers?after=eA":      http.StatusBadRequest, // base64 of "x": no kind
 		"/presence/groups?after=Yw":         http.StatusBadRequest, // "c" with no lengths

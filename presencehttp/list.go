@@ -53,10 +53,13 @@ func (h *handler) parseList(q url.Values, consumers bool) (listQuery, error) {
 	lq.limit = h.opt.Limit
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > h.opt.MaxLimit {
-			return lq, fmt.Errorf("limit: %q is not a whole number from 1 to %d", s, h.opt.MaxLimit)
+		if errors.Is(err, strconv.ErrRange) && s[0] != '-' {
+			n, err = h.opt.MaxLimit, nil // a whole number, larger than any page
 		}
-		lq.limit = n
+		if err != nil || n < 1 {
+			return lq, fmt.Errorf("limit: %q is not a whole number of at least 1", s)
+		}
+		lq.limit = min(n, h.opt.MaxLimit)
 	}
 	if s := q.Get("after"); s != "" {
 		if lq.after, err = decodePosition(s); err != nil {

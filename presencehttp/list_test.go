@@ -208,6 +208,25 @@ func TestPagingWalkWhileChanging(t *testing.T) {
 	}
 }
 
+// A limit above MaxLimit, however large, gets MaxLimit rows and a next
+// link; so does a default Limit set above it.
+func TestLimitAboveMax(t *testing.T) {
+	r := presence.New()
+	for _, c := range []string{"a", "b", "c"} {
+		require.NoError(t, r.Heartbeat(presence.Key{Queue: "q", Group: "g", Consumer: c}, 0, t0))
+	}
+	srv := httptest.NewServer(presencehttp.New(r, presencehttp.Options{MaxLimit: 2, Limit: 5, Now: func() time.Time { return t0 }}))
+	defer srv.Close()
+	for _, q := range []string{"", "?limit=3", "?limit=99999999999999999999"} {
+		code, h, b := get(t, srv.URL+"/consumers"+q)
+		require.Equal(t, http.StatusOK, code, q)
+		var page []presencehttp.Row
+		require.NoError(t, json.Unmarshal(b, &page))
+		assert.Equal(t, []string{"a", "b"}, names(page), q)
+		assert.NotEmpty(t, h.Get("Link"), q)
+	}
+}
+
 func TestStats(t *testing.T) {
 	_, srv := setup(t)
 	code, h, b := get(t, srv.URL+"/presence/stats")
