@@ -295,6 +295,7 @@ func (r *Registry) ReadFromAt(rd io.Reader, now time.Time) (int64, error) {
 }
 
 func (r *Registry) readFrom(rd io.Reader, now int64) (int64, error) {
+	r.mustBeMade()
 	if s, ok := rd.(io.ReadSeeker); ok {
 		start, err := s.Seek(0, io.SeekCurrent)
 		if err == nil {
@@ -340,6 +341,9 @@ func (r *Registry) apply(rd io.Reader, now int64) (int64, error) {
 // restore merges one record, unless its heartbeat is ahead of now by more
 // than the clock step.
 func (r *Registry) restore(rec record, now int64) error {
+	if rec.k.tooLong() {
+		return ErrKeyTooLong
+	}
 	if r.ahead(rec.hb, now) {
 		r.clockSteps.Add(1)
 		return fmt.Errorf("%w: %q last beat at %v", ErrFutureTime, rec.k, nanotime.ToTime(rec.hb))

@@ -27,6 +27,7 @@ type Checkpointer struct {
 	// Logger, if set, receives a line for each failed save in Run.
 	Logger *slog.Logger
 	// Ticks, if set, replaces Run's ticker; tests drive saves with it.
+	// Closing it ends Run after a final save, whose error Run returns.
 	Ticks <-chan time.Time
 	// Now is the clock Load checks restored heartbeats against (see
 	// Registry.ReadFromAt); nil means time.Now.
@@ -136,7 +137,8 @@ func syncDir(dir string) error {
 }
 
 // Run saves every Interval until ctx is done, then saves once more and
-// returns ctx's error, joined with the final save's error if it failed. A
+// returns ctx's error, joined with the final save's error if it failed; if
+// Ticks is closed first, it saves once more and returns that save's error. A
 // failed periodic save is logged and retried at the next tick. Run starts no
 // goroutine.
 func (c *Checkpointer) Run(ctx context.Context) error {
@@ -153,7 +155,10 @@ func (c *Checkpointer) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return errors.Join(ctx.Err(), c.Save())
-		case <-ticks:
+		case _, ok := <-ticks:
+			if !ok {
+				return c.Save() // Ticks was closed: the end, as for ctx
+			}
 			if err := c.Save(); err != nil && c.Logger != nil {
 				c.Logger.Error("presence: checkpoint save failed", "path", c.Path, "err", err)
 			}

@@ -61,9 +61,17 @@ type Event struct {
 // Subscription receives a registry's events on C until Close. Delivery never
 // blocks the registry: an event that finds C's buffer full is dropped and
 // counted by Dropped.
+//
+// Ordering: the events of one consumer arrive in the order the registry
+// applied them, whichever goroutines caused them, because each is emitted
+// under the lock of that consumer's map bucket: Joined, then any Stale and
+// Revived, then Expired or Left, then Joined again if it comes back. So a
+// subscriber can keep the set of consumers from the events alone, adding on
+// Joined and removing on Expired and Left (see the example), as long as
+// Dropped stays 0; after a drop it must start again from a Snapshot. Events
+// of different consumers may arrive in any order relative to each other.
 type Subscription struct {
-	// C delivers the events, in the order each emitting goroutine emitted
-	// them. It is closed by Close.
+	// C delivers the events. It is closed by Close.
 	C <-chan Event
 
 	c       chan Event
@@ -80,6 +88,7 @@ const DefaultEventBuffer = 1024
 // (DefaultEventBuffer if buffer <= 0). With no subscriber, emitting an event
 // costs one atomic load; a refresh emits none in any case.
 func (r *Registry) Subscribe(buffer int) *Subscription {
+	r.mustBeMade()
 	if buffer <= 0 {
 		buffer = DefaultEventBuffer
 	}
@@ -94,14 +103,22 @@ func (r *Registry) Subscribe(buffer int) *Subscription {
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 
 // Close unsubscribes and closes C. Events buffered before Close can still be
-// read from C. Close is idempotent.
+// read from C. Close is idempotent, and does nothing on a zero or nil
+// Subscription.
 func (s *Subscription) Close() {
-	s.ev.remove(s)
+	if s == nil {
+		return
+	}
+	if s.ev != nil {
+		s.ev.remove(s)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
 		s.closed = true
-		close(s.c)
+		if s.c != nil {
+			close(s.c)
+		}
 	}
 }
 
@@ -153,6 +170,12 @@ func (ev *events) remove(s *Subscription) {
 	ev.subs.Store(&next)
 }
 
+// any reports whether there is a subscriber.
+func (ev *events) any() bool {
+	subs := ev.subs.Load()
+	return subs != nil && len(*subs) > 0
+}
+
 func (ev *events) emit(kind EventKind, k Key, at int64) {
 	subs := ev.subs.Load()
 	if subs == nil || len(*subs) == 0 {
@@ -167,17 +190,28 @@ func (ev *events) emit(kind EventKind, k Key, at int64) {
 	}
 }
 
-// observe records the state a PruneExpired pass found a live entry in, and
-// emits Stale or Revived when it differs from the previous pass's.
-func (r *Registry) observe(k Key, e *entry.Entry, st State, now int64) {
-	switch st {
-	case Stale:
-		if e.SetFlag(entry.FlagStale, true) {
-			r.events.emit(EventStale, k, now)
-		}
-	case Active:
-		if e.Flags()&entry.FlagStale != 0 && e.SetFlag(entry.FlagStale, false) {
-			r.events.emit(EventRevived, k, now)
-		}
+// observe records the state a PruneExpired pass found live entry e in, and
+// emits Stale or Revived when it differs from the previous pass's. The event
+// is emitted under the bucket lock of e's key, and only if e is still live
+// and the map's entry for it, so that it takes its place among the key's
+// Joined, Expired and Left events.
+func (r *Registry) observe(s *shard, mk mkey, e *entry.Entry, st State, now int64) {
+	var kind EventKind
+	switch {
+	case st == Stale && e.SetFlag(entry.FlagStale, true):
+		kind = EventStale
+	case st == Active && e.Flags()&entry.FlagStale != 0 && e.SetFlag(entry.FlagStale, false):
+		kind = EventRevived
+	default:
+		return
 	}
+	if !r.events.any() {
+		return
+	}
+	s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+		if loaded && cur == e && e.Live() {
+			r.events.emit(kind, mk.k, now)
+		}
+		return cur, !loaded
+	})
 }

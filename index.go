@@ -75,18 +75,6 @@ func (ix *index) join(gk GroupKey, e *entry.Entry, limit int) error {
 	}
 }
 
-// replace puts fresh in old's place in its group, under one hold of the
-// group's lock, so that the group's count never drops in between: fresh is
-// the successor of retired entry old, and takes over its slot. old must be a
-// member.
-func (ix *index) replace(gk GroupKey, old, fresh *entry.Entry) {
-	g, _ := ix.groups.Load(gk) // present: old is a member
-	g.mu.Lock()
-	delete(g.members, old)
-	g.members[fresh] = struct{}{}
-	g.mu.Unlock()
-}
-
 // newGroup makes the record of a new group and adds it to its queue's set.
 // It runs inside the groups map's compute, so each group is made once.
 func (ix *index) newGroup(gk GroupKey) *group {

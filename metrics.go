@@ -49,6 +49,7 @@ func newCounters() *counters {
 // Counters returns the registry's totals so far. Each is summed over its
 // stripes; the set is not a consistent cut.
 func (r *Registry) Counters() Counters {
+	r.mustBeMade()
 	c := Counters{EventsDropped: r.events.dropped.Value(), ClockSteps: r.clockSteps.Load()}
 	if r.ctr != nil {
 		c.Heartbeats = r.ctr.heartbeats.Value()

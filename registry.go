@@ -14,12 +14,22 @@ import (
 	"github.com/seed351623e9/presence/internal/nanotime"
 )
 
+// MaxKeyBytes is the largest total length, in bytes, of a key's three
+// strings: 16 MiB on every platform. Longer keys are refused with
+// ErrKeyTooLong.
+const MaxKeyBytes = entry.MaxKeyBytes
+
 // Key names one consumer: the queue it reads, its consumer group and its own
 // name. Any strings are valid, including empty ones, invalid UTF-8 and NUL
 // bytes; the three fields are kept apart, so {"a\x00b", "c", ""} and
 // {"a", "b\x00c", ""} are different consumers.
 type Key struct {
 	Queue, Group, Consumer string
+}
+
+// tooLong reports whether k's strings add up to more than MaxKeyBytes.
+func (k *Key) tooLong() bool {
+	return uint64(len(k.Queue))+uint64(len(k.Group))+uint64(len(k.Consumer)) > MaxKeyBytes
 }
 
 // GroupKey names one consumer group of one queue.
@@ -31,9 +41,9 @@ var (
 	// ErrTooManyConsumers is returned by a heartbeat that would register a
 	// consumer beyond the limit set by WithMaxConsumers.
 	ErrTooManyConsumers = errors.New("presence: too many consumers")
-	// ErrKeyTooLong is returned by a heartbeat whose key strings add up to
-	// more than 4 GiB - 1 bytes.
-	ErrKeyTooLong = errors.New("presence: key longer than 4 GiB")
+	// ErrKeyTooLong is returned by a heartbeat, and by Merge, for a key
+	// whose strings add up to more than MaxKeyBytes.
+	ErrKeyTooLong = errors.New("presence: key longer than MaxKeyBytes")
 	// ErrGroupFull is returned by a heartbeat that would register a
 	// consumer in a group that already has the number of consumers set by
 	// WithMaxConsumersPerGroup.
@@ -158,7 +168,7 @@ func (r *Registry) beaten(o entry.Outcome) {
 // entry was retired. It inserts a new entry, or refreshes the live one that a
 // concurrent heartbeat inserted first, and returns the live entry.
 func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64) (*entry.Entry, error) {
-	if uint64(len(k.Queue))+uint64(len(k.Group))+uint64(len(k.Consumer)) > entry.MaxKeyBytes {
+	if k.tooLong() {
 		return nil, ErrKeyTooLong
 	}
 	fresh, mk := newEntry(h, k, now, leases)
@@ -174,34 +184,27 @@ func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64
 // upsert inserts fresh under mk, unless a live entry is already there, in
 // which case it applies update to that one instead. update reports false if
 // the entry was retired meanwhile; upsert then tries again. at is the time
-// of the Joined event; beat says whether this is a heartbeat, for the
-// counters.
+// of the Joined event, which is emitted under the key's bucket lock, so that
+// one key's events are emitted in the order they happened (see remove);
+// beat says whether this is a heartbeat, for the counters.
 func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat bool, update func(*entry.Entry) bool) (*entry.Entry, error) {
 	for {
 		var live *entry.Entry
 		var err error
 		s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+			// An entry is retired only inside the compute that deletes it
+			// (remove), so a loaded entry is live here, unless a beat
+			// is a few instructions from finding it retired.
 			if loaded && cur.Live() {
 				live = cur
 				return cur, false
 			}
-			if loaded && cur.SetFlag(entry.FlagFreed, true) {
-				// A retired predecessor whose remover has not got here
-				// yet: fresh takes over its slots, so that it never
-				// counts against the limits its successor is admitted
-				// under, and no other registration can take them in
-				// between.
-				r.ix.replace(GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}, cur, fresh)
-				s.live.Add(1)
-				return fresh, false
-			}
 			if err = r.admit(mk.k, fresh); err != nil {
-				// Keep a retired entry for its remover to delete;
-				// an absent key stays absent.
-				return cur, !loaded
+				return cur, !loaded // an absent key stays absent
 			}
 			r.dels.forget(mk.h, mk.k)
 			s.live.Add(1)
+			r.events.emit(EventJoined, mk.k, at)
 			return fresh, false
 		})
 		switch {
@@ -217,7 +220,6 @@ func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat 
 					r.ctr.heartbeats.Inc()
 				}
 			}
-			r.events.emit(EventJoined, mk.k, at)
 			return fresh, nil
 		case update(live):
 			if r.ctr != nil && beat {
@@ -262,67 +264,58 @@ func (r *Registry) unreserve() {
 	}
 }
 
-// remove finishes the removal of e, whose retire CAS this caller won: it
-// takes it out of its shard, gives back its slots (unless its successor took
-// them over), and reports the event.
-func (r *Registry) remove(s *shard, mk mkey, e *entry.Entry, kind EventKind, now int64) {
-	s.live.Add(-1)
-	r.detach(s, mk, e)
-	if r.ctr != nil {
+// remove retires and removes the entry of mk's key in one compute on that
+// key, and reports whether it did. With e nil it removes whatever live entry
+// the key has (Deregister); otherwise only e, and only if e's heartbeat
+// still equals seen (PruneExpired), so that a beat that moved it wins.
+//
+// Retiring under the key's bucket lock makes the removal one step for
+// everyone else who takes that lock: a registration of the key never finds
+// an entry that is retired but still holds its slots under the limits, or
+// its place in its group, and the Expired or Left event is emitted before
+// the Joined event of a successor. A refresh takes no lock and meets the
+// remover on the heartbeat word alone, as the design comment in doc.go
+// describes.
+func (r *Registry) remove(s *shard, mk mkey, e *entry.Entry, seen int64, kind EventKind, now int64) bool {
+	done := false
+	s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+		switch {
+		case !loaded:
+			return cur, true // absent: nothing to delete
+		case e == nil && !cur.Retire(), e != nil && (cur != e || !e.RetireIf(seen)):
+			return cur, false
+		}
+		done = true
+		s.live.Add(-1)
+		r.unreserve()
+		r.ix.leave(GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}, cur)
+		r.events.emit(kind, mk.k, now)
+		return cur, true
+	})
+	if done && r.ctr != nil {
 		if kind == EventExpired {
 			r.ctr.expired.Inc()
 		} else {
 			r.ctr.left.Inc()
 		}
 	}
-	r.events.emit(kind, mk.k, now)
-}
-
-// detach takes retired entry e out of s's map, if the map still holds it,
-// and gives back the slots e holds under the limits, the registry-wide one
-// and its group's, unless a registration of the same key already took them
-// over (FlagFreed marks that one of the two did). Both happen in one compute
-// on e's key, under the bucket lock that a registration of the key holds
-// while it is admitted: a successor either takes e's slots over or finds
-// them given back, never still held. mk must be the map's key for e: its
-// strings are e's own, so nothing of a caller's ends up in the map even if
-// the compute keeps a newer entry.
-func (r *Registry) detach(s *shard, mk mkey, e *entry.Entry) {
-	if e.Flags()&entry.FlagFreed != 0 {
-		if cur, ok := s.m.Load(mk); !ok || cur != e {
-			return // a successor replaced e and took its slots: no lock needed
-		}
-	}
-	s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
-		if e.SetFlag(entry.FlagFreed, true) {
-			r.unreserve()
-			r.ix.leave(GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}, e)
-		}
-		return cur, !loaded || cur == e
-	})
+	return done
 }
 
 // Deregister removes consumer k, as on a graceful shutdown, and reports
 // whether it was present. A heartbeat after Deregister registers k again.
 func (r *Registry) Deregister(k Key) bool {
-	for {
-		sl, ok := r.lookup(&k)
-		if !ok {
-			return false
-		}
-		mk := mkey{h: sl.h, k: entryKey(sl.e)}
-		// Recorded before the entry is retired, so that a registration
-		// that replaces it finds the record and drops it.
-		r.dels.record(sl.h, mk.k)
-		if sl.e.Retire() {
-			r.remove(sl.s, mk, sl.e, EventLeft, nanotime.None)
-			return true
-		}
-		// Another remover retired the entry and has not detached it yet;
-		// help, then look again, since a heartbeat may have registered k
-		// anew.
-		r.detach(sl.s, mk, sl.e)
+	sl, ok := r.lookup(&k)
+	if !ok {
+		return false
 	}
+	// The map key's strings are the entry's own, not k's, so that the map
+	// never keeps a reference to the caller's memory.
+	mk := mkey{h: sl.h, k: entryKey(sl.e)}
+	// Recorded before the entry is retired, so that a registration that
+	// replaces it finds the record and drops it.
+	r.dels.record(sl.h, mk.k)
+	return r.remove(sl.s, mk, nil, 0, EventLeft, nanotime.None)
 }
 
 // PruneExpired removes every consumer that is Expired at now under ttl, and
@@ -331,8 +324,10 @@ func (r *Registry) Deregister(k Key) bool {
 // heartbeat came from a clock that was ahead, so its real last beat is
 // unknown, and it is counted in Counters.ClockSteps. A consumer whose last
 // correctly stamped heartbeat was at t is thus gone after the first prune
-// past t + 2·ttl, whatever time a faulty clock stamped on a later beat. It visits the shards one at a time, like
-// Snapshot, in O(n). A heartbeat that races with the removal of its consumer
+// past t + 2·ttl, whatever time a faulty clock stamped on a later beat.
+//
+// It visits the shards one at a time, like Snapshot, in O(n), and takes the
+// bucket lock of each consumer it removes. A heartbeat that races with the removal of its consumer
 // is never lost: either the heartbeat lands first and the consumer stays, or
 // the removal does and the heartbeat registers the consumer again.
 //
@@ -349,17 +344,18 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 			}
 			future := r.ahead(hb, ns)
 			if _, st := classifyAt(ns, hb, ttl); st != Expired && !future {
-				r.observe(mk.k, e, st, ns)
+				r.observe(s, mk, e, st, ns)
 				return true
 			}
-			if e.RetireIf(hb) {
+			if r.remove(s, mk, e, hb, EventExpired, ns) {
 				if future {
 					r.clockSteps.Add(1)
 				}
-				r.remove(s, mk, e, EventExpired, ns)
 				n++
 				return true
 			}
+			// A beat moved the heartbeat (classify it again), or e is no
+			// longer in the map, and so retired (the loop ends).
 		}
 	})
 	return n
@@ -377,6 +373,7 @@ func (r *Registry) ahead(t, now int64) bool {
 // different shards, it may count one that has just left together with one
 // that has just joined.
 func (r *Registry) Len() int {
+	r.mustBeMade()
 	var n int64
 	for i := range r.shards {
 		n += r.shards[i].live.Load()

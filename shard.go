@@ -129,6 +129,7 @@ type slot struct {
 // lookup hashes k once, picks its shard and loads its entry: the one place
 // a key is turned into a shard and an entry. It takes no lock.
 func (r *Registry) lookup(k *Key) (sl slot, ok bool) {
+	r.mustBeMade()
 	sl.h = hashKey(r.seed, k)
 	sl.s = r.shardOf(sl.h)
 	sl.e, ok = sl.s.m.Load(mkey{h: sl.h, k: *k})
@@ -141,6 +142,7 @@ func (r *Registry) lookup(k *Key) (sl slot, ok bool) {
 // it never blocks a refresh, and it is weakly consistent like
 // sync.Map.Range. mk's strings are the entry's own.
 func (r *Registry) walk(f func(s *shard, mk mkey, e *entry.Entry) bool) {
+	r.mustBeMade()
 	for i := range r.shards {
 		s := &r.shards[i]
 		more := true
@@ -151,5 +153,17 @@ func (r *Registry) walk(f func(s *shard, mk mkey, e *entry.Entry) bool) {
 		if !more {
 			return
 		}
+	}
+}
+
+// errNotMade is the panic of a Registry that New did not make.
+const errNotMade = "presence: Registry used without New (the zero Registry is not usable)"
+
+// mustBeMade panics with errNotMade on a zero Registry, whose methods would
+// otherwise fail with an index out of range or a nil dereference somewhere
+// inside. Every way in passes through it, or through lookup or walk.
+func (r *Registry) mustBeMade() {
+	if r.shards == nil {
+		panic(errNotMade)
 	}
 }

@@ -22,7 +22,8 @@ type Sweeper struct {
 	// Now is the clock; nil means time.Now. Tests inject a fake one.
 	Now func() time.Time
 	// Ticks, if set, replaces the internal ticker: each value received
-	// starts a sweep. Tests drive sweeps with it, without sleeping.
+	// starts a sweep, and closing it ends Run, which then returns nil.
+	// Tests drive sweeps with it, without sleeping.
 	Ticks <-chan time.Time
 	// OnSweep, if set, is called after every sweep with its now and the
 	// number of consumers it removed.
@@ -32,7 +33,8 @@ type Sweeper struct {
 // ErrNoRegistry is returned by Sweeper.Run without a Registry.
 var ErrNoRegistry = errors.New("presence: sweeper has no registry")
 
-// Run sweeps until ctx is done, then returns ctx's error. It starts no
+// Run sweeps until ctx is done, then returns ctx's error, or until Ticks is
+// closed, then returns nil. It starts no
 // goroutine: the sweeps run on the caller's, and a sweep in progress when
 // ctx is done completes before Run returns.
 func (s *Sweeper) Run(ctx context.Context) error {
@@ -57,7 +59,10 @@ func (s *Sweeper) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-ticks:
+		case _, ok := <-ticks:
+			if !ok {
+				return nil // Ticks was closed: no more sweeps
+			}
 			at := now()
 			n := s.Registry.PruneExpired(at, ttl)
 			if s.OnSweep != nil {

@@ -133,6 +133,7 @@ func (r *Registry) Lookup(k Key, now time.Time, ttl time.Duration) (Consumer, bo
 // reads the group index, holding the group's lock only while it copies the
 // member pointers.
 func (r *Registry) SnapshotGroup(g GroupKey, now time.Time, ttl time.Duration) []Consumer {
+	r.mustBeMade()
 	grp, ok := r.ix.groups.Load(g)
 	if !ok {
 		return []Consumer{}
@@ -144,6 +145,7 @@ func (r *Registry) SnapshotGroup(g GroupKey, now time.Time, ttl time.Duration) [
 // Snapshot sorts them. Its cost grows with the size of the queue, not of the
 // registry.
 func (r *Registry) SnapshotQueue(queue string, now time.Time, ttl time.Duration) []Consumer {
+	r.mustBeMade()
 	var members []*entry.Entry
 	for _, g := range r.ix.groupsOf(queue) {
 		members = g.appendMembers(members)
@@ -228,6 +230,7 @@ func (r *Registry) CountActiveByGroup(now time.Time, ttl time.Duration) map[Grou
 // eachGroupCount counts the live members of every group, one group lock at
 // a time.
 func (r *Registry) eachGroupCount(now time.Time, ttl time.Duration, f func(GroupKey, Counts)) {
+	r.mustBeMade()
 	ns := nanotime.FromTime(now)
 	r.ix.groups.Range(func(gk GroupKey, g *group) bool {
 		var c Counts

@@ -55,10 +55,6 @@ const (
 	// collected it. New entries start dirty; every refresh that changes the
 	// entry sets it, which costs one atomic load once it is set.
 	FlagDirty
-	// FlagFreed records that the slots a retired entry held under the
-	// registry's limits were given back, by its remover or by the
-	// registration that replaces it, whichever came first.
-	FlagFreed
 )
 
 // Size is the size of the Entry struct. The key starts at keyOff, inside
@@ -67,8 +63,10 @@ const Size = unsafe.Sizeof(Entry{})
 
 const keyOff = unsafe.Offsetof(Entry{}.flags) + 4
 
-// MaxKeyBytes is the largest total length of a key's strings.
-const MaxKeyBytes = math.MaxUint32
+// MaxKeyBytes is the largest total length of a key's strings: 16 MiB, a
+// block that every platform can allocate (a 32-bit one included) and that
+// fits in one checkpoint block with room to spare.
+const MaxKeyBytes = 16 << 20
 
 // New allocates an entry registered at now with the given lease count, and
 // copies the key strings into the same block. The caller reads them back

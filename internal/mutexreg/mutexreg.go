@@ -8,7 +8,6 @@
 package mutexreg
 
 import (
-	"math"
 	"math/big"
 	"slices"
 	"strings"
@@ -92,7 +91,7 @@ func (r *Registry) Heartbeat(k presence.Key, leases uint32, now time.Time) error
 		}
 		return nil
 	}
-	if uint64(len(k.Queue))+uint64(len(k.Group))+uint64(len(k.Consumer)) > math.MaxUint32 {
+	if uint64(len(k.Queue))+uint64(len(k.Group))+uint64(len(k.Consumer)) > presence.MaxKeyBytes {
 		return presence.ErrKeyTooLong
 	}
 	if r.max > 0 && len(r.m) >= r.max {
