@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/seed351623e9/presence/internal/entry"
@@ -183,77 +184,135 @@ func (rec record) validate() error {
 	return nil
 }
 
+// minChunk is the first step in which a block's payload buffer grows as its
+// bytes arrive; see blockReader.payload.
+const minChunk = 64 << 10
+
+// blockReader reads a checkpoint's header, blocks and trailer from rd,
+// counting the bytes it reads.
+type blockReader struct {
+	rd  io.Reader
+	n   int64
+	buf []byte // the current block's payload, reused
+}
+
+// read fills p, turning an early end of input into ErrBadCheckpoint.
+func (br *blockReader) read(p []byte) error {
+	m, err := io.ReadFull(br.rd, p)
+	br.n += int64(m)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return badCheckpoint("truncated after %d bytes", br.n)
+	}
+	return err
+}
+
+func (br *blockReader) header() error {
+	var hdr [12]byte
+	if err := br.read(hdr[:]); err != nil {
+		return err
+	}
+	if string(hdr[:8]) != checkpointMagic {
+		return badCheckpoint("not a presence checkpoint")
+	}
+	if hdr[8] != checkpointVersion || hdr[9]|hdr[10]|hdr[11] != 0 {
+		return badCheckpoint("unsupported version %d", hdr[8])
+	}
+	return nil
+}
+
+// block reads the next block and returns its checked payload and checksum,
+// or, at the trailer, checks it against records and returns a nil payload.
+func (br *blockReader) block(records uint64) (payload []byte, sum uint32, err error) {
+	var h [8]byte
+	if err := br.read(h[:4]); err != nil {
+		return nil, 0, err
+	}
+	size := binary.LittleEndian.Uint32(h[:4])
+	if size == 0 {
+		return nil, 0, br.trailer(records)
+	}
+	if size > maxBlock {
+		return nil, 0, badCheckpoint("block of %d bytes exceeds the limit", size)
+	}
+	if err := br.read(h[4:]); err != nil {
+		return nil, 0, err
+	}
+	if err := br.payload(int(size)); err != nil {
+		return nil, 0, err
+	}
+	sum = binary.LittleEndian.Uint32(h[4:])
+	if crc32.Checksum(br.buf, castagnoli) != sum {
+		return nil, 0, badCheckpoint("block checksum mismatch at byte %d", br.n-int64(size))
+	}
+	return br.buf, sum, nil
+}
+
+// payload reads size bytes into br.buf. The buffer grows as the bytes
+// arrive, doubling from minChunk, so that a length that claims more than
+// the input holds costs at most about twice what the input does, never
+// maxBlock up front.
+func (br *blockReader) payload(size int) error {
+	br.buf = br.buf[:0]
+	for len(br.buf) < size {
+		chunk := min(size-len(br.buf), max(len(br.buf), minChunk))
+		start := len(br.buf)
+		br.buf = slices.Grow(br.buf, chunk)[:start+chunk]
+		if err := br.read(br.buf[start:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (br *blockReader) trailer(records uint64) error {
+	var t [12]byte
+	if err := br.read(t[:]); err != nil {
+		return err
+	}
+	if crc32.Checksum(t[:8], castagnoli) != binary.LittleEndian.Uint32(t[8:]) {
+		return badCheckpoint("trailer checksum mismatch")
+	}
+	if want := binary.LittleEndian.Uint64(t[:8]); want != records {
+		return badCheckpoint("trailer counts %d records, blocks hold %d", want, records)
+	}
+	return nil
+}
+
 // readBlocks reads a whole checkpoint from rd, checking every block, and
 // calls apply for each record when apply is not nil. It returns the bytes
 // read and the record count.
-func readBlocks(rd io.Reader, apply func(record) error) (int64, uint64, error) {
-	var n int64
-	read := func(p []byte) error {
-		m, err := io.ReadFull(rd, p)
-		n += int64(m)
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return badCheckpoint("truncated after %d bytes", n)
-		}
-		return err
-	}
-	var hdr [12]byte
-	if err := read(hdr[:]); err != nil {
-		return n, 0, err
-	}
-	if string(hdr[:8]) != checkpointMagic {
-		return n, 0, badCheckpoint("not a presence checkpoint")
-	}
-	if hdr[8] != checkpointVersion || hdr[9]|hdr[10]|hdr[11] != 0 {
-		return n, 0, badCheckpoint("unsupported version %d", hdr[8])
+//
+// sums holds the blocks' checksums: a pass without apply (verification)
+// appends them; a pass with apply requires each block's checksum to match
+// the one verified at its place before it applies any of its records, so
+// that it applies only what was verified even if rd changed in between.
+func readBlocks(rd io.Reader, apply func(record) error, sums *[]uint32) (int64, uint64, error) {
+	br := &blockReader{rd: rd}
+	if err := br.header(); err != nil {
+		return br.n, 0, err
 	}
 	var records uint64
-	var payload []byte
-	for {
-		var h [8]byte
-		if err := read(h[:4]); err != nil {
-			return n, records, err
+	for i := 0; ; i++ {
+		payload, sum, err := br.block(records)
+		if err != nil || payload == nil {
+			return br.n, records, err
 		}
-		size := binary.LittleEndian.Uint32(h[:4])
-		if size == 0 { // trailer
-			var t [12]byte
-			if err := read(t[:]); err != nil {
-				return n, records, err
-			}
-			if crc32.Checksum(t[:8], castagnoli) != binary.LittleEndian.Uint32(t[8:]) {
-				return n, records, badCheckpoint("trailer checksum mismatch")
-			}
-			if want := binary.LittleEndian.Uint64(t[:8]); want != records {
-				return n, records, badCheckpoint("trailer counts %d records, blocks hold %d", want, records)
-			}
-			return n, records, nil
+		switch {
+		case apply == nil:
+			*sums = append(*sums, sum)
+		case i >= len(*sums) || (*sums)[i] != sum:
+			return br.n, records, badCheckpoint("input changed after it was verified, at block %d", i)
 		}
-		if size > maxBlock {
-			return n, records, badCheckpoint("block of %d bytes exceeds the limit", size)
-		}
-		if err := read(h[4:]); err != nil {
-			return n, records, err
-		}
-		if cap(payload) < int(size) {
-			payload = make([]byte, size)
-		}
-		payload = payload[:size]
-		if err := read(payload); err != nil {
-			return n, records, err
-		}
-		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(h[4:]) {
-			return n, records, badCheckpoint("block checksum mismatch at byte %d", n-int64(size))
-		}
-		for b := payload; len(b) > 0; {
+		for b := payload; len(b) > 0; records++ {
 			rec, rest, err := decodeRecord(b)
 			if err != nil {
-				return n, records, err
+				return br.n, records, err
 			}
 			if apply != nil {
 				if err := apply(rec); err != nil {
-					return n, records, err
+					return br.n, records, err
 				}
 			}
-			records++
 			b = rest
 		}
 	}
@@ -271,7 +330,13 @@ func readBlocks(rd io.Reader, apply func(record) error) (int64, uint64, error) {
 // io.Seeker it is read twice, both times streaming: once to verify, then,
 // rewound, to apply. Otherwise the verified input is held in memory while it
 // is applied. A truncated or corrupt checkpoint returns an error wrapping
-// ErrBadCheckpoint and leaves the registry unchanged. Limits still apply:
+// ErrBadCheckpoint and leaves the registry unchanged. The one exception is
+// an io.Seeker whose content changes between the two passes (a file written
+// in place while it is read; Checkpointer.Save never does that): the apply
+// pass checks each block against the verified one before applying it, and
+// stops at the first that differs with an error wrapping ErrBadCheckpoint,
+// so only verified records are merged, but those of the blocks before it
+// are. Limits still apply:
 // consumers that WithMaxConsumers or WithMaxConsumersPerGroup refuse are
 // skipped, and the error then wraps that limit's error.
 //
@@ -296,29 +361,30 @@ func (r *Registry) ReadFromAt(rd io.Reader, now time.Time) (int64, error) {
 
 func (r *Registry) readFrom(rd io.Reader, now int64) (int64, error) {
 	r.mustBeMade()
+	var sums []uint32
 	if s, ok := rd.(io.ReadSeeker); ok {
 		start, err := s.Seek(0, io.SeekCurrent)
 		if err == nil {
-			n, _, err := readBlocks(s, nil)
+			n, _, err := readBlocks(s, nil, &sums)
 			if err != nil {
 				return n, err
 			}
 			if _, err := s.Seek(start, io.SeekStart); err != nil {
 				return n, err
 			}
-			return r.apply(s, now)
+			return r.apply(s, sums, now)
 		}
 	}
 	var kept bytes.Buffer
-	if n, _, err := readBlocks(io.TeeReader(rd, &kept), nil); err != nil {
+	if n, _, err := readBlocks(io.TeeReader(rd, &kept), nil, &sums); err != nil {
 		return n, err
 	}
-	return r.apply(&kept, now)
+	return r.apply(&kept, sums, now)
 }
 
-// apply merges a verified checkpoint, refusing heartbeats after now by more
-// than the clock step.
-func (r *Registry) apply(rd io.Reader, now int64) (int64, error) {
+// apply merges a checkpoint whose blocks were verified with checksums sums,
+// refusing heartbeats after now by more than the clock step.
+func (r *Registry) apply(rd io.Reader, sums []uint32, now int64) (int64, error) {
 	var refused, firstErr error
 	var skipped int
 	n, _, err := readBlocks(rd, func(rec record) error {
@@ -329,7 +395,7 @@ func (r *Registry) apply(rd io.Reader, now int64) (int64, error) {
 			}
 		}
 		return nil
-	})
+	}, &sums)
 	if err != nil {
 		firstErr = err
 	} else if refused != nil {
