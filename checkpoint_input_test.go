@@ -21,7 +21,7 @@ import (
 func TestBlockLengthDoesNotAllocateUpFront(t *testing.T) {
 	in := []byte("PRESENCE\x01\x00\x00\x00")
 	in = binary.LittleEndian.AppendUint32(in, 64<<20) // the largest block allowed
-	in = append(in, 1, 2, 3, 4, 5, 6, 7, 8)            // its checksum and 4 bytes of payload
+	in = append(in, 1, 2, 3, 4, 5, 6, 7, 8)           // its checksum and 4 bytes of payload
 	for _, seekable := range []bool{true, false} {
 		var rd io.Reader = bytes.NewReader(in)
 		if !seekable {
