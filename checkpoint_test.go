@@ -156,29 +156,47 @@ func (f failAfter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// FuzzReadFrom feeds arbitrary bytes to ReadFromAt at an arbitrary now. A
+// rejected input changes nothing; an accepted one, or one accepted but for
+// rows from the future, leaves only rows whose times are in order and none
+// that the reader's clock proves wrong, and round-trips through a fresh
+// registry.
 func FuzzReadFrom(f *testing.F) {
 	r := presence.New()
 	beat := func(k presence.Key, l uint32, at time.Time) { _ = r.Heartbeat(k, l, at) }
 	beat(key("q", "g", "c"), 1, t0)
 	beat(key("", "\x00", "日本"), 0, yearOne)
+	beat(key("q", "g", "ahead"), 0, t0.Add(time.Hour))
 	var buf bytes.Buffer
 	_, _ = r.WriteTo(&buf)
-	f.Add(buf.Bytes())                                        // a valid two-consumer checkpoint
-	f.Add(buf.Bytes()[:len(buf.Bytes())-5])                   // truncated in the trailer
-	f.Add([]byte("PRESENCE\x01\x00\x00\x00\x00\x00\x00\x00")) // header, then a trailer cut short
-	f.Fuzz(func(t *testing.T, data []byte) {
+	now := t0.UnixNano()
+	f.Add(buf.Bytes(), now)                                        // a valid checkpoint, one row an hour ahead
+	f.Add(buf.Bytes(), now+int64(time.Hour))                       // the same, read an hour later
+	f.Add(buf.Bytes()[:len(buf.Bytes())-5], now)                   // truncated in the trailer
+	f.Add([]byte("PRESENCE\x01\x00\x00\x00\x00\x00\x00\x00"), now) // header, then a trailer cut short
+	f.Fuzz(func(t *testing.T, data []byte, nowNanos int64) {
+		now := time.Unix(0, nowNanos)
 		r := presence.New()
-		_ = r.Heartbeat(key("q", "g", "c"), 5, t0.Add(time.Hour))
+		own := key("q", "g", "own")
+		_ = r.Heartbeat(own, 5, now)
 		before := r.Snapshot(t0, ttl)
-		_, err := r.ReadFrom(bytes.NewReader(data))
-		if err != nil {
-			if !errors.Is(err, presence.ErrBadCheckpoint) {
-				t.Fatalf("unexpected error kind: %v", err)
-			}
+		_, err := r.ReadFromAt(bytes.NewReader(data), now)
+		switch {
+		case errors.Is(err, presence.ErrBadCheckpoint):
 			if !assert.ObjectsAreEqual(before, r.Snapshot(t0, ttl)) {
 				t.Fatal("a rejected checkpoint changed the registry")
 			}
 			return
+		case err != nil && !errors.Is(err, presence.ErrFutureTime):
+			t.Fatalf("unexpected error kind: %v", err)
+		}
+		for _, c := range r.Snapshot(now, ttl) {
+			if c.RegisteredAt.After(c.LastHeartbeat) || c.LastActive.After(c.LastHeartbeat) {
+				t.Fatalf("row with times out of order: %+v", c)
+			}
+			if c.Key != own && aheadOf(c.LastHeartbeat, now) {
+				t.Fatalf("restored a heartbeat from the future: %+v at %v", c, now)
+			}
 		}
 		// Accepted: it must round-trip through a fresh registry.
 		var out bytes.Buffer

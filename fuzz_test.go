@@ -14,6 +14,7 @@ import (
 
 	"github.com/seed351623e9/presence"
 	"github.com/seed351623e9/presence/internal/mutexreg"
+	"github.com/seed351623e9/presence/internal/nanotime"
 )
 
 // The fuzz input is a byte program run against the registry and against
@@ -25,30 +26,30 @@ import (
 //	byte 0       config: bits 0-2 pick WithMaxConsumers (0 = none, else 1..7),
 //	             bits 3-5 pick WithShards (1 << n),
 //	             bits 6-7 pick WithMaxConsumersPerGroup (0 = none, else 1..3)
-//	then ops, each an opcode byte followed by its arguments:
-//	  op%8 == 0,1  Heartbeat        key, leases, clock
-//	  op%8 == 2    Handle.Heartbeat key, leases, clock
-//	  op%8 == 3    Deregister       key
-//	  op%8 == 4    PruneExpired     ttl
-//	  op%8 == 5    Snapshot         ttl
-//	  op%8 == 6    CountActiveByGroup ttl
-//	  op%8 == 7    a read picked by the next byte b, b%8:
-//	               0 Len, 1 Lookup key ttl, 2 SnapshotGroup key ttl (the key's group),
-//	               3 SnapshotQueue key ttl (the key's queue), 4 Stats ttl,
-//	               5 CountByGroup ttl, 6 AppendSnapshot ttl (onto one sentinel row),
-//	               7 All ttl (collected, then sorted)
+//	then ops, each an opcode byte followed by its arguments: the opcode
+//	picks row op%opSlots of fuzzOps (a slot past its end does nothing), and
+//	the row reads its own arguments:
 //
 //	key    1 byte: queue = alphabet[b&7], group = alphabet[b>>3&7], consumer = alphabet[b>>6]
 //	leases 1 byte: 0, 1, MaxUint32 or the byte itself
 //	clock  1 byte: b%4 == 0 forward b/4 s, 1 back b/4 s, 2 jump to extreme[b/4%len], 3 stay
 //	ttl    1 byte: ttls[b%len]
 //
-// A missing argument byte reads as 0.
+// A missing argument byte reads as 0. The clock moves back by up to 63 s
+// and jumps between extremes, so heartbeats cross the default clock step
+// (30 s) both ways: the reference model applies the same clock rule.
+//
+// Adding an operation: write its view, a fuzzRun method that reads its
+// arguments, runs it on both registries, records it in the trace and
+// compares; teach the reference model (internal/mutexreg) any new behaviour
+// it needs; then append one row at the END of fuzzOps. Never reorder, remove
+// or reuse rows, and never change opSlots: saved inputs in testdata/fuzz
+// name rows by position, and keep their meaning only while rows stay put.
 
 var alphabet = [8]string{"", "\x00", "|", ":", "日本", "a", "a\x00", "\xff"}
 
 var extremes = []time.Time{
-	{},                            // year 1: clamps to 1677
+	{},                            // the zero Time: heartbeats refuse it
 	time.Unix(0, math.MinInt64),   // the earliest int64 instant
 	time.Unix(0, math.MinInt64+1), // the earliest storable one
 	time.Unix(0, 0),               // the epoch
@@ -112,86 +113,228 @@ func sameErr(a, b error) bool {
 	return errors.Is(a, b) && errors.Is(b, a) || a == nil && b == nil
 }
 
+// opSlots is the number of opcodes: op%opSlots picks a row of fuzzOps.
+// Fixed, so that adding a row changes the meaning of no saved input that
+// uses the rows before it.
+const opSlots = 32
+
+// fuzzOps is the operation table. Append only; see the comment at the top.
+var fuzzOps = []struct {
+	name string
+	run  func(*fuzzRun)
+}{
+	0:  {"Heartbeat", func(f *fuzzRun) { f.heartbeat(false) }},
+	1:  {"Heartbeat", func(f *fuzzRun) { f.heartbeat(false) }},
+	2:  {"Handle.Heartbeat", func(f *fuzzRun) { f.heartbeat(true) }},
+	3:  {"Deregister", (*fuzzRun).deregister},
+	4:  {"PruneExpired", (*fuzzRun).prune},
+	5:  {"Snapshot", (*fuzzRun).snapshot},
+	6:  {"CountActiveByGroup", (*fuzzRun).countActive},
+	7:  {"a read view", (*fuzzRun).read},
+	8:  {"checkpoint into a new registry", (*fuzzRun).checkpoint},
+	9:  {"ReadFromAt of its own checkpoint", (*fuzzRun).readOwnCheckpoint},
+	10: {"MergeAt of its own row", (*fuzzRun).mergeOwnRow},
+	11: {"Heartbeat at the zero time", (*fuzzRun).zeroTime},
+}
+
+// fuzzRun is one program's state: the two registries, the handles, the
+// clock and the trace printed on failure.
+type fuzzRun struct {
+	t       *testing.T
+	p       *program
+	reg     *presence.Registry
+	ref     *mutexreg.Registry
+	handles map[presence.Key]*presence.Handle
+	now     time.Time
+	trace   []string
+}
+
+func (f *fuzzRun) log(format string, args ...any) {
+	f.trace = append(f.trace, fmt.Sprintf(format, args...))
+}
+
+func (f *fuzzRun) fail(format string, args ...any) {
+	f.t.Helper()
+	f.t.Fatalf("%s\ntrace:\n  %s", fmt.Sprintf(format, args...), strings.Join(f.trace, "\n  "))
+}
+
 func runProgram(t *testing.T, data []byte) {
 	p := &program{b: data}
 	cfg := p.next()
 	limit := int(cfg & 7)
 	shards := 1 << (cfg >> 3 & 7)
 	perGroup := int(cfg >> 6)
-	reg := presence.New(presence.WithMaxConsumers(limit), presence.WithShards(shards), presence.WithMaxConsumersPerGroup(perGroup))
-	ref := mutexreg.NewWithGroupLimit(limit, perGroup)
-	trace := []string{fmt.Sprintf("New(WithMaxConsumers(%d), WithShards(%d), WithMaxConsumersPerGroup(%d))", limit, shards, perGroup)}
-	fail := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf("%s\ntrace:\n  %s", fmt.Sprintf(format, args...), strings.Join(trace, "\n  "))
+	f := &fuzzRun{
+		t: t, p: p,
+		reg:     presence.New(presence.WithMaxConsumers(limit), presence.WithShards(shards), presence.WithMaxConsumersPerGroup(perGroup)),
+		ref:     mutexreg.NewWithGroupLimit(limit, perGroup),
+		handles: map[presence.Key]*presence.Handle{},
+		now:     extremes[4],
 	}
-	handles := map[presence.Key]*presence.Handle{}
-	now := extremes[4]
+	f.log("New(WithMaxConsumers(%d), WithShards(%d), WithMaxConsumersPerGroup(%d))", limit, shards, perGroup)
 	for ops := 0; p.more() && ops < 400; ops++ {
-		switch op := p.next() % 8; op {
-		case 0, 1, 2:
-			k, l := p.key(), p.leases()
-			now = p.clock(now)
-			var got error
-			if op == 2 {
-				h := handles[k]
-				if h == nil {
-					h = reg.Handle(k)
-					handles[k] = h
-				}
-				got = h.Heartbeat(l, now)
-				trace = append(trace, fmt.Sprintf("Handle(%q).Heartbeat(%d, %v) = %v", k, l, now, got))
-			} else {
-				got = reg.Heartbeat(k, l, now)
-				trace = append(trace, fmt.Sprintf("Heartbeat(%q, %d, %v) = %v", k, l, now, got))
-			}
-			if want := ref.Heartbeat(k, l, now); !sameErr(got, want) {
-				fail("heartbeat returned %v, reference %v", got, want)
-			}
-		case 3:
-			k := p.key()
-			got, want := reg.Deregister(k), ref.Deregister(k)
-			trace = append(trace, fmt.Sprintf("Deregister(%q) = %v", k, got))
-			if got != want {
-				fail("Deregister = %v, reference %v", got, want)
-			}
-		case 4:
-			ttl := p.ttl()
-			got, want := reg.PruneExpired(now, ttl), ref.PruneExpired(now, ttl)
-			trace = append(trace, fmt.Sprintf("PruneExpired(%v, %v) = %d", now, ttl, got))
-			if got != want {
-				fail("PruneExpired = %d, reference %d", got, want)
-			}
-		case 5:
-			ttl := p.ttl()
-			trace = append(trace, fmt.Sprintf("Snapshot(%v, %v)", now, ttl))
-			compareSnapshots(t, reg.Snapshot(now, ttl), ref.Snapshot(now, ttl), fail)
-		case 6:
-			ttl := p.ttl()
-			got, want := reg.CountActiveByGroup(now, ttl), ref.CountActiveByGroup(now, ttl)
-			trace = append(trace, fmt.Sprintf("CountActiveByGroup(%v, %v) = %v", now, ttl, got))
-			if !reflect.DeepEqual(got, want) {
-				fail("CountActiveByGroup = %q, reference %q", got, want)
-			}
-		case 7:
-			readOp(p, reg, ref, now, &trace, fail)
+		if op := int(p.next() % opSlots); op < len(fuzzOps) {
+			fuzzOps[op].run(f)
 		}
 	}
-	trace = append(trace, "final Snapshot")
+	f.log("final Snapshot")
 	for _, ttl := range []time.Duration{0, 30 * time.Second, math.MaxInt64} {
-		compareSnapshots(t, reg.Snapshot(now, ttl), ref.Snapshot(now, ttl), fail)
+		compareSnapshots(t, f.reg.Snapshot(f.now, ttl), f.ref.Snapshot(f.now, ttl), f.fail)
 	}
 	// And the final state survives a checkpoint round trip.
-	trace = append(trace, "WriteTo, ReadFrom into a new registry")
+	f.checkpoint()
+}
+
+func (f *fuzzRun) heartbeat(byHandle bool) {
+	k, l := f.p.key(), f.p.leases()
+	f.now = f.p.clock(f.now)
+	f.beat(k, l, f.now, byHandle)
+}
+
+// beat sends one heartbeat to both registries and compares the results.
+func (f *fuzzRun) beat(k presence.Key, l uint32, now time.Time, byHandle bool) {
+	var got error
+	if byHandle {
+		h := f.handles[k]
+		if h == nil {
+			h = f.reg.Handle(k)
+			f.handles[k] = h
+		}
+		got = h.Heartbeat(l, now)
+		f.log("Handle(%q).Heartbeat(%d, %v) = %v", k, l, now, got)
+	} else {
+		got = f.reg.Heartbeat(k, l, now)
+		f.log("Heartbeat(%q, %d, %v) = %v", k, l, now, got)
+	}
+	if want := f.ref.Heartbeat(k, l, now); !sameErr(got, want) {
+		f.fail("heartbeat returned %v, reference %v", got, want)
+	}
+}
+
+func (f *fuzzRun) deregister() {
+	k := f.p.key()
+	got, want := f.reg.Deregister(k), f.ref.Deregister(k)
+	f.log("Deregister(%q) = %v", k, got)
+	if got != want {
+		f.fail("Deregister = %v, reference %v", got, want)
+	}
+}
+
+func (f *fuzzRun) prune() {
+	ttl := f.p.ttl()
+	got, want := f.reg.PruneExpired(f.now, ttl), f.ref.PruneExpired(f.now, ttl)
+	f.log("PruneExpired(%v, %v) = %d", f.now, ttl, got)
+	if got != want {
+		f.fail("PruneExpired = %d, reference %d", got, want)
+	}
+}
+
+func (f *fuzzRun) snapshot() {
+	ttl := f.p.ttl()
+	f.log("Snapshot(%v, %v)", f.now, ttl)
+	compareSnapshots(f.t, f.reg.Snapshot(f.now, ttl), f.ref.Snapshot(f.now, ttl), f.fail)
+}
+
+func (f *fuzzRun) countActive() {
+	ttl := f.p.ttl()
+	got, want := f.reg.CountActiveByGroup(f.now, ttl), f.ref.CountActiveByGroup(f.now, ttl)
+	f.log("CountActiveByGroup(%v, %v) = %v", f.now, ttl, got)
+	if !reflect.DeepEqual(got, want) {
+		f.fail("CountActiveByGroup = %q, reference %q", got, want)
+	}
+}
+
+func (f *fuzzRun) read() { readOp(f.p, f.reg, f.ref, f.now, &f.trace, f.fail) }
+
+// checkpoint writes a checkpoint of the registry and reads it into a new
+// one: every record read from a live entry is one consistent state, so it
+// validates, and the new registry holds the reference's rows.
+func (f *fuzzRun) checkpoint() {
+	f.log("WriteTo, ReadFrom into a new registry")
 	var buf bytes.Buffer
-	if _, err := reg.WriteTo(&buf); err != nil {
-		fail("WriteTo: %v", err)
+	if _, err := f.reg.WriteTo(&buf); err != nil {
+		f.fail("WriteTo: %v", err)
 	}
 	restored := presence.New()
 	if _, err := restored.ReadFrom(&buf); err != nil {
-		fail("ReadFrom: %v", err)
+		f.fail("ReadFrom: %v", err)
 	}
-	compareSnapshots(t, restored.Snapshot(now, ttl30), ref.Snapshot(now, ttl30), fail)
+	compareSnapshots(f.t, restored.Snapshot(f.now, ttl30), f.ref.Snapshot(f.now, ttl30), f.fail)
+}
+
+// futureRows returns the reference's rows whose heartbeat is further ahead
+// of now than the clock step: the rows a reader at now must refuse.
+func (f *fuzzRun) futureRows() []presence.Consumer {
+	var out []presence.Consumer
+	for _, c := range f.ref.Snapshot(f.now, ttl30) {
+		if aheadOf(c.LastHeartbeat, f.now) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// aheadOf reports whether hb is more than the clock step after now, as
+// stored: both clamped to the int64 nanosecond range.
+func aheadOf(hb, now time.Time) bool {
+	h, n := nanotime.FromTime(hb), nanotime.FromTime(now)
+	return h > n && uint64(h)-uint64(n) > uint64(presence.DefaultMaxClockStep)
+}
+
+// readOwnCheckpoint merges the registry's own checkpoint into it with
+// ReadFromAt at now: nothing changes, and the error says whether some row
+// was refused as being from the future (or now is the zero time).
+func (f *fuzzRun) readOwnCheckpoint() {
+	var buf bytes.Buffer
+	if _, err := f.reg.WriteTo(&buf); err != nil {
+		f.fail("WriteTo: %v", err)
+	}
+	_, err := f.reg.ReadFromAt(&buf, f.now)
+	f.log("ReadFromAt(own checkpoint, %v) = %v", f.now, err)
+	switch {
+	case f.now.IsZero():
+		if !errors.Is(err, presence.ErrZeroTime) {
+			f.fail("ReadFromAt at the zero time = %v", err)
+		}
+	case errors.Is(err, presence.ErrFutureTime) != (len(f.futureRows()) > 0):
+		f.fail("ReadFromAt = %v, rows ahead of now: %s", err, rowsString(f.futureRows()))
+	case err != nil && !errors.Is(err, presence.ErrFutureTime):
+		f.fail("ReadFromAt = %v", err)
+	}
+	compareSnapshots(f.t, f.reg.Snapshot(f.now, ttl30), f.ref.Snapshot(f.now, ttl30), f.fail)
+}
+
+// mergeOwnRow merges the reference's row of a key into the registry with
+// MergeAt at now: a row from the future is refused, any other changes
+// nothing.
+func (f *fuzzRun) mergeOwnRow() {
+	k := f.p.key()
+	c, ok := f.ref.Lookup(k, f.now, ttl30)
+	if !ok {
+		return
+	}
+	err := f.reg.MergeAt(c, f.now)
+	f.log("MergeAt(row of %q, %v) = %v", k, f.now, err)
+	switch {
+	case f.now.IsZero():
+		if !errors.Is(err, presence.ErrZeroTime) {
+			f.fail("MergeAt at the zero time = %v", err)
+		}
+	case aheadOf(c.LastHeartbeat, f.now):
+		if !errors.Is(err, presence.ErrFutureTime) {
+			f.fail("MergeAt of a row from the future = %v", err)
+		}
+	case err != nil:
+		f.fail("MergeAt = %v", err)
+	}
+	compareSnapshots(f.t, f.reg.Snapshot(f.now, ttl30), f.ref.Snapshot(f.now, ttl30), f.fail)
+}
+
+// zeroTime sends a heartbeat at the zero time, by key or handle: both
+// registries refuse it with ErrZeroTime and change nothing.
+func (f *fuzzRun) zeroTime() {
+	k, l := f.p.key(), f.p.leases()
+	f.beat(k, l, time.Time{}, l%2 == 1)
 }
 
 // readOp runs one of the read-only views on both registries and compares.
@@ -288,6 +431,12 @@ func FuzzRegistry(f *testing.F) {
 		7, 0, 7, 1, 0x00, 3, 7, 2, 0x00, 3, 7, 3, 0x00, 3, 7, 4, 3, 7, 5, 3, 7, 6, 3, 7, 7, 3})
 	// LastActive: beat with leases, then without, then an older beat with leases.
 	f.Add([]byte{0x00, 0, 7, 5, 3, 0, 7, 0, 4, 0, 7, 9, 5, 7, 1, 7, 3})
+	// Clock step: a beat 40 s older than the stored one corrects it; then
+	// a checkpoint, a ReadFromAt and a MergeAt of the registry's own rows.
+	f.Add([]byte{0x00, 0, 0x05, 1, 3, 0, 0x05, 2, 161, 5, 3, 8, 9, 10, 0x05})
+	// A beat 32 s ahead, then the clock 63 s back: the prune removes the
+	// consumer whose heartbeat is in its future; a zero-time beat by handle.
+	f.Add([]byte{0x00, 0, 0x05, 1, 0x80, 0, 0x06, 0, 0xfd, 4, 4, 5, 3, 9, 11, 0x05, 1})
 	f.Fuzz(runProgram)
 }
 
