@@ -15,29 +15,36 @@ package presence
 //
 // Refresh. A heartbeat for a registered consumer hashes its key once, loads
 // the entry from its shard's xsync.MapOf (a lock-free read), and updates the
-// entry's own atomic words: a CAS that only moves the heartbeat time
-// forwards, a CAS that stores the lease count tagged with that time, and a
-// load of the change mark for mirrors (entry.Entry.Refresh). No mutex, no bucket lock, no shared
-// counter, no allocation. A Handle skips the hash and the lookup too, by
+// entry's own atomic words: a CAS that moves the heartbeat time forwards
+// (or, by more than the clock step, backwards: a clock correction), a CAS
+// that stores the lease count tagged with that time, and a load of the
+// change mark for mirrors (entry.Entry.Beat). No mutex, no bucket lock, no
+// shared counter, no allocation. A Handle skips the hash and the lookup too, by
 // keeping the entry pointer.
 //
 // Removal. An entry is never simply deleted from its map. It is first
 // retired: a CAS moves its heartbeat word from the value the remover looked
-// at to nanotime.None, a value no time converts to. Only the remover whose
-// CAS succeeded deletes it from the map, and only if the map still holds that
-// very entry. PruneExpired retires with CAS(seen, None), where seen is the
+// at to nanotime.None, a value no time converts to. The remover does that
+// inside a Compute on the entry's key, and in the same Compute, under the
+// key's bucket lock, gives back the entry's slots under the limits, takes it
+// out of its group, emits its Expired or Left event and deletes it. So for
+// anyone else who takes that lock, a registration of the same key above all,
+// the removal is one step: no registration ever finds a retired entry still
+// holding its slots, and one key's events are emitted in the order they
+// happened. PruneExpired retires with CAS(seen, None), where seen is the
 // time it classified as Expired.
 //
 // Prune versus heartbeat. The race that loses heartbeats in a naive design is
 // "prune loads the entry, finds it expired; heartbeat stores a fresh time;
-// prune deletes the entry". Here both sides meet on one word. If the
-// heartbeat's CAS lands first, the prune's CAS fails because the word no
-// longer holds the time it saw, and the consumer stays. If the prune's CAS
-// lands first, the heartbeat finds the word retired and registers the
-// consumer again, replacing the retired entry under the map's bucket lock.
-// Either way, once Heartbeat(t) returns, the consumer is in the map with a
-// heartbeat >= t, unless a later Deregister or a later prune that judged t
-// itself expired removed it.
+// prune deletes the entry". Here both sides meet on one word; the refresh
+// takes no lock. If the heartbeat's CAS lands first, the prune's CAS fails
+// because the word no longer holds the time it saw, and the consumer stays.
+// If the prune's CAS lands first, the heartbeat finds the word retired and
+// registers the consumer again, under the bucket lock, so after the removal
+// is complete. Either way, once Heartbeat(t) returns, the consumer is in the
+// map with a heartbeat >= t, unless a later Deregister, a later prune that
+// judged t itself expired (or a later heartbeat impossibly far ahead of its
+// clock), or a later clock correction changed that.
 //
 // Invariant. A non-retired entry is always the map's current entry for its
 // key: entries enter the map live, and leave it, or are replaced, only after
