@@ -8,12 +8,15 @@ package integration
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // SkipEnv names the environment variable that, set to "1", skips every
@@ -60,4 +63,48 @@ func announce(msg string) {
 		pkg := strings.TrimSuffix(filepath.Base(os.Args[0]), ".test")
 		fmt.Fprintf(w, "!!! %s: %s (and any other integration test in this package)\n", pkg, msg)
 	})
+}
+
+// RedisServer starts a redis-server (see [Need]) on a free 127.0.0.1 port,
+// without persistence, waits until it answers PING, and returns its
+// address. The server is killed, by its PID, when t ends.
+func RedisServer(t testing.TB) string {
+	t.Helper()
+	bin := Need(t, "redis-server", "redis-server")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ping(addr) {
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s did not answer PING within 10s", addr)
+		}
+	}
+}
+
+// ping reports whether a Redis server at addr answers PING.
+func ping(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(c, "PING\r\n"); err != nil {
+		return false
+	}
+	reply := make([]byte, 7)
+	_, err = io.ReadFull(c, reply)
+	return err == nil && string(reply) == "+PONG\r\n"
 }

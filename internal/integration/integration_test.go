@@ -49,3 +49,17 @@ func TestNeedFindsAnInstalledProgram(t *testing.T) {
 		t.Fatalf("Need = %q, want the path of sh", got)
 	}
 }
+
+// The server answers while its test runs and is gone when it ends.
+func TestRedisServer(t *testing.T) {
+	var addr string
+	t.Run("running", func(t *testing.T) {
+		addr = RedisServer(t)
+		if !ping(addr) {
+			t.Fatalf("no PONG from %s", addr)
+		}
+	})
+	if addr != "" && ping(addr) {
+		t.Fatalf("redis-server on %s still answers after its test ended", addr)
+	}
+}
