@@ -225,7 +225,7 @@ func TestNestedModulesInstallFromAProxy(t *testing.T) {
 		"GOFLAGS=-mod=mod -modcacherw -trimpath", // -modcacherw: t.TempDir can remove the module cache; -trimpath: builds cached across runs
 		"GOPROXY=file://"+filepath.ToSlash(proxy)+","+strings.TrimSpace(string(upstream)),
 		"GOPRIVATE=", "GONOPROXY=", // ours come from the proxy, not from a VCS
-		"GONOSUMDB="+rootPath, // the checksum database cannot know an unpublished tag; third-party modules are still checked
+		"GONOSUMDB="+rootPath,     // the checksum database cannot know an unpublished tag; third-party modules are still checked
 		"GOMODCACHE="+t.TempDir(), // not the user's cache: it must never hold this pretend release
 		"GOTOOLCHAIN=local",
 	)
@@ -265,4 +265,3 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
-
