@@ -100,7 +100,8 @@ func run(ctx context.Context, c config, ln net.Listener, out io.Writer) error {
 		defer release()
 		fmt.Fprintf(out, "mirroring to:  redis://%s\n", c.redis)
 	}
-	defer wg.Wait()                                                       // before the mirror is released: its Run flushes last
+	defer wg.Wait() // before the mirror is released: its Run flushes last
+
 	queues := map[string]*queue{"orders": {}, "billing": {}, "quiet": {}} // nothing is ever sent to "quiet"
 	background(func() { produce(ctx, queues["orders"], queues["billing"]) })
 	background(func() { _ = (&presence.Sweeper{Registry: reg, TTL: c.ttl, Interval: c.ttl / 4}).Run(ctx) })
