@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -130,11 +131,17 @@ func syncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil && !strings.Contains(err.Error(), "invalid argument") {
-		return err // some filesystems cannot fsync a directory; that is not a failed save
+	if err := d.Sync(); err != nil && !dirSyncUnsupported(err) {
+		return err
 	}
 	return nil
 }
+
+// dirSyncUnsupported reports whether err, from fsyncing a directory, says
+// only that the filesystem cannot fsync directories (EINVAL, as some
+// network and FUSE filesystems answer): the rename is done, so that is not
+// a failed save. Any other error is.
+func dirSyncUnsupported(err error) bool { return errors.Is(err, syscall.EINVAL) }
 
 // Run saves every Interval until ctx is done, then saves once more and
 // returns ctx's error, joined with the final save's error if it failed; if

@@ -4,7 +4,7 @@ go 1.24
 
 require (
 	github.com/chromedp/chromedp v0.13.6
-	github.com/seed351623e9/presence v0.0.0
+	github.com/seed351623e9/presence v0.1.0
 )
 
 require (
@@ -19,4 +19,7 @@ require (
 	golang.org/x/sys v0.29.0 // indirect
 )
 
+// Local development: build against this checkout. Go ignores a replace
+// outside the main module, so users get the required version; see the
+// README's Release section for why go.work alone is not enough.
 replace github.com/seed351623e9/presence => ../

@@ -4,7 +4,7 @@ go 1.24
 
 require (
 	github.com/prometheus/client_golang v1.22.0
-	github.com/seed351623e9/presence v0.0.0
+	github.com/seed351623e9/presence v0.1.0
 	github.com/stretchr/testify v1.11.1
 )
 
@@ -24,4 +24,7 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
+// Local development: build against this checkout. Go ignores a replace
+// outside the main module, so users get the required version; see the
+// README's Release section for why go.work alone is not enough.
 replace github.com/seed351623e9/presence => ../

@@ -24,34 +24,16 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/seed351623e9/presence/internal/integration"
 )
 
-// skipEnv, set to "1", skips the tests that need redis-server instead of
-// failing them. The name is shared by every module of the repository.
-const skipEnv = "PRESENCE_SKIP_INTEGRATION"
-
-var announceOnce sync.Once
-
-// needRedis returns the paths of redis-server and redis-cli. Without them
-// it fails t, saying what to install, unless skipEnv is "1": then it skips
-// t and says so on standard error, since go test prints only "ok" for a
-// package whose tests were skipped.
+// needRedis returns the paths of redis-server and redis-cli (both in the
+// Debian package redis-server), or fails or skips t as [integration.Need]
+// does when they are missing or PRESENCE_SKIP_INTEGRATION=1.
 func needRedis(t testing.TB) (server, cli string) {
 	t.Helper()
-	if os.Getenv(skipEnv) == "1" {
-		msg := fmt.Sprintf("SKIPPED: %s=1, so %s (which needs redis-server) does not run", skipEnv, t.Name())
-		announceOnce.Do(func() {
-			fmt.Fprintln(os.Stderr, "!!! presenceredis:", msg, "(nor any other test here that needs Redis)")
-		})
-		t.Skip(msg)
-	}
-	server, err1 := exec.LookPath("redis-server")
-	cli, err2 := exec.LookPath("redis-cli")
-	if err1 != nil || err2 != nil {
-		t.Fatalf("%s needs redis-server and redis-cli, which are not installed: run `apt-get install redis-server` "+
-			"(Debian/Ubuntu), or set %s=1 to skip the tests that need them", t.Name(), skipEnv)
-	}
-	return server, cli
+	return integration.Need(t, "redis-server", "redis-server"), integration.Need(t, "redis-server", "redis-cli")
 }
 
 // server is one redis-server child process.

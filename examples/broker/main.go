@@ -3,10 +3,17 @@
 // which heartbeats through its Handle on every read, delivered or not. Some
 // consumers die (they stop reading and keep their leases), some sit idle on
 // a queue that gets no messages. A Sweeper prunes the dead; the presence page,
-// the JSON API and a Prometheus endpoint show it all live.
+// the JSON API and Prometheus metrics (presenceprom, plus the Go runtime and
+// process collectors) show it all live. With -redis it also mirrors the
+// registry into Redis through presenceredis.
 //
-//	go run ./examples/broker            # prints the URL; Ctrl-C to stop
+// It is a module of its own, so that its Prometheus and Redis dependencies
+// stay out of the presence module; from the repository root, the workspace
+// (go.work) lets it run as
+//
+//	go run ./examples/broker            # prints the URLs; Ctrl-C to stop
 //	go run ./examples/broker -ttl 3s -consumers 12 -duration 1m
+//	go run ./examples/broker -redis 127.0.0.1:6379
 package main
 
 import (
@@ -20,12 +27,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sort"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/seed351623e9/presence"
 	"github.com/seed351623e9/presence/presencehttp"
+	"github.com/seed351623e9/presence/presenceprom"
+	"github.com/seed351623e9/presence/presenceredis"
 )
 
 type config struct {
@@ -33,6 +46,7 @@ type config struct {
 	consumers int
 	ttl       time.Duration
 	duration  time.Duration
+	redis     string // Redis address to mirror to; empty: no mirror
 }
 
 func main() {
@@ -41,6 +55,7 @@ func main() {
 	flag.IntVar(&c.consumers, "consumers", 9, "simulated consumers")
 	flag.DurationVar(&c.ttl, "ttl", 5*time.Second, "heartbeat budget")
 	flag.DurationVar(&c.duration, "duration", 0, "stop after this long (0: run until interrupted)")
+	flag.StringVar(&c.redis, "redis", "", "mirror the registry to the Redis server at this address (empty: no mirror)")
 	flag.Parse()
 	if c.consumers < 1 || c.ttl <= 0 || c.duration < 0 {
 		fmt.Fprintln(os.Stderr, "broker: -consumers and -ttl must be positive, -duration not negative")
@@ -58,10 +73,95 @@ func main() {
 		fmt.Fprintln(os.Stderr, "broker:", err)
 		os.Exit(1)
 	}
-	if err := run(ctx, c, ln, os.Stdout); err != nil && ctx.Err() == nil {
+	if err := run(ctx, c, ln, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "broker:", err)
 		os.Exit(1)
 	}
+}
+
+// run serves the registry's page, API and metrics on ln and simulates the
+// broker until ctx is done.
+func run(ctx context.Context, c config, ln net.Listener, out io.Writer) error {
+	reg := presence.New(presence.WithCounters())
+	srv := &http.Server{Handler: routes(reg, c.ttl), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(out, "presence page: %s/presence/\nJSON:          %s/presence/consumers  %s/presence/groups\nmetrics:       %s/metrics\n",
+		base, base, base, base)
+
+	var wg sync.WaitGroup
+	background := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	if c.redis != "" {
+		release := mirror(ctx, reg, c.redis, background)
+		defer release()
+		fmt.Fprintf(out, "mirroring to:  redis://%s\n", c.redis)
+	}
+	defer wg.Wait() // before the mirror is released: its Run flushes last
+
+	queues := map[string]*queue{"orders": {}, "billing": {}, "quiet": {}} // nothing is ever sent to "quiet"
+	background(func() { produce(ctx, queues["orders"], queues["billing"]) })
+	background(func() { _ = (&presence.Sweeper{Registry: reg, TTL: c.ttl, Interval: c.ttl / 4}).Run(ctx) })
+	for i := 0; i < c.consumers; i++ {
+		k, dieAfter := simulated(i, c.ttl)
+		background(func() { consume(ctx, reg.Handle(k), queues[k.Queue], dieAfter) })
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// routes serves the presence page and JSON API under /presence/, and on
+// /metrics the registry through presenceprom next to the Go runtime and
+// process collectors, in a Prometheus registry of the broker's own.
+func routes(reg *presence.Registry, ttl time.Duration) http.Handler {
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(
+		presenceprom.New(reg, presenceprom.Options{TTL: ttl}),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("/presence/", http.StripPrefix("/presence", presencehttp.New(reg, presencehttp.Options{
+		TTL: ttl, Logger: slog.Default(),
+	})))
+	mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// mirror starts a write-behind mirror of reg into the Redis server at addr,
+// after restoring what Redis already holds. The returned function, called
+// once background work has stopped, releases the mirror and its client.
+func mirror(ctx context.Context, reg *presence.Registry, addr string, background func(func())) (release func()) {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	m := presenceredis.New(reg, rdb, presenceredis.Options{})
+	if n, err := m.Restore(ctx); err != nil {
+		slog.Warn("broker: restore from Redis failed; starting empty", "addr", addr, "err", err)
+	} else {
+		slog.Info("broker: restored from Redis", "consumers", n)
+	}
+	background(func() { _ = m.Run(ctx) }) // flushes once more when ctx is done
+	return func() { m.Close(); _ = rdb.Close() }
+}
+
+// simulated returns the key of the i-th simulated consumer, and after how
+// long it dies holding its leases (0: never). A third of them read
+// "billing"; some of the others sit idle on "quiet"; every fourth dies.
+func simulated(i int, ttl time.Duration) (presence.Key, time.Duration) {
+	k := presence.Key{Queue: "orders", Group: "workers", Consumer: fmt.Sprintf("worker-%d", i)}
+	switch {
+	case i%3 == 1:
+		k.Queue, k.Group = "billing", "invoicer"
+	case i%3 == 2 && i%2 == 0:
+		k.Queue, k.Group = "quiet", "idle"
+	}
+	var dieAfter time.Duration
+	if i%4 == 3 {
+		dieAfter = time.Duration(2+i) * ttl / 4
+	}
+	return k, dieAfter
 }
 
 // queue is an in-memory message queue.
@@ -86,71 +186,22 @@ func (q *queue) read(max int) []int {
 	return out
 }
 
-func run(ctx context.Context, c config, ln net.Listener, out io.Writer) error {
-	reg := presence.New(presence.WithCounters())
-	queues := map[string]*queue{"orders": {}, "billing": {}, "quiet": {}} // nothing is ever sent to "quiet"
-
-	mux := http.NewServeMux()
-	mux.Handle("/presence/", http.StripPrefix("/presence", presencehttp.New(reg, presencehttp.Options{
-		TTL: c.ttl, Logger: slog.Default(),
-	})))
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { writeMetrics(w, reg, c.ttl) })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	base := "http://" + ln.Addr().String()
-	fmt.Fprintf(out, "presence page: %s/presence/\nJSON:          %s/presence/consumers  %s/presence/groups\nmetrics:       %s/metrics\n",
-		base, base, base, base)
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Add(1)
-	go func() { // producers
-		defer wg.Done()
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				queues["orders"].push(i)
-				if i%3 == 0 {
-					queues["billing"].push(i)
-				}
+// produce sends a message to orders every 50 ms, and every third one to
+// billing too, until ctx is done.
+func produce(ctx context.Context, orders, billing *queue) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			orders.push(i)
+			if i%3 == 0 {
+				billing.push(i)
 			}
 		}
-	}()
-
-	wg.Add(1)
-	go func() { // the sweeper
-		defer wg.Done()
-		_ = (&presence.Sweeper{Registry: reg, TTL: c.ttl, Interval: c.ttl / 4}).Run(ctx)
-	}()
-
-	for i := 0; i < c.consumers; i++ {
-		k := presence.Key{Queue: "orders", Group: "workers", Consumer: fmt.Sprintf("worker-%d", i)}
-		switch i % 3 {
-		case 1:
-			k.Queue, k.Group = "billing", "invoicer"
-		case 2:
-			if i%2 == 0 {
-				k.Queue, k.Group = "quiet", "idle"
-			}
-		}
-		// Every fourth consumer dies after a while, holding its leases.
-		var dieAfter time.Duration
-		if i%4 == 3 {
-			dieAfter = time.Duration(2+i) * c.ttl / 4
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			consume(ctx, reg.Handle(k), queues[k.Queue], dieAfter)
-		}()
 	}
-	<-ctx.Done()
-	return nil
 }
 
 // consume polls q like a worker: read, heartbeat with what it got, work.
@@ -171,42 +222,5 @@ func consume(ctx context.Context, h *presence.Handle, q *queue, dieAfter time.Du
 		if err := h.Heartbeat(uint32(len(got)), time.Now()); err != nil {
 			slog.Error("heartbeat", "consumer", h.Key(), "err", err)
 		}
-	}
-}
-
-// writeMetrics writes the Prometheus text format by hand, to keep this
-// example on the standard library; a real broker would register
-// presenceprom's collector instead.
-func writeMetrics(w http.ResponseWriter, reg *presence.Registry, ttl time.Duration) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	fmt.Fprintln(w, "# HELP presence_consumers Consumers by queue, group and state at scrape time.")
-	fmt.Fprintln(w, "# TYPE presence_consumers gauge")
-	counts := reg.CountByGroup(time.Now(), ttl)
-	groups := make([]presence.GroupKey, 0, len(counts))
-	for g := range counts {
-		groups = append(groups, g)
-	}
-	sort.Slice(groups, func(i, j int) bool {
-		return groups[i].Queue < groups[j].Queue || groups[i].Queue == groups[j].Queue && groups[i].Group < groups[j].Group
-	})
-	for _, g := range groups {
-		n := counts[g]
-		for _, s := range []struct {
-			name string
-			v    int
-		}{{"active", n.Active}, {"stale", n.Stale}, {"expired", n.Expired}} {
-			fmt.Fprintf(w, "presence_consumers{queue=%q,group=%q,state=%q} %d\n", g.Queue, g.Group, s.name, s.v)
-		}
-	}
-	t := reg.Counters()
-	for _, m := range []struct {
-		name, help string
-		v          int64
-	}{
-		{"presence_heartbeats_total", "Heartbeats recorded.", t.Heartbeats},
-		{"presence_registrations_total", "Consumers registered.", t.Registrations},
-		{"presence_pruned_total", "Consumers removed as expired.", t.Expired},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, m.v)
 	}
 }

@@ -7,14 +7,25 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seed351623e9/presence"
+	"github.com/seed351623e9/presence/internal/integration"
+	"github.com/seed351623e9/presence/presenceredis"
 )
 
-// The broker runs, serves the page, the API and the metrics, and its
-// consumers show up.
-func TestBrokerRuns(t *testing.T) {
+const consumers = 6
+
+// startBroker runs the broker on a free 127.0.0.1 port until every
+// simulated consumer has beaten once, and returns its base URL and a
+// function that stops it and returns what it printed.
+func startBroker(t *testing.T, c config) (base string, stop func() string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -22,12 +33,23 @@ func TestBrokerRuns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out bytes.Buffer
-	go func() { done <- run(ctx, config{consumers: 6, ttl: time.Second}, ln, &out) }()
-	defer func() { cancel(); <-done }()
+	go func() { done <- run(ctx, c, ln, &out) }()
+	stopped := false
+	stop = func() string {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		}
+		return out.String()
+	}
+	t.Cleanup(func() { stop() })
 
-	base := "http://" + ln.Addr().String()
+	base = "http://" + ln.Addr().String()
 	var rows []map[string]any
-	for i := 0; i < 200 && len(rows) < 6; i++ { // until every consumer has beaten once
+	for i := 0; i < 200 && len(rows) < c.consumers; i++ { // until every consumer has beaten once
 		time.Sleep(20 * time.Millisecond)
 		resp, err := http.Get(base + "/presence/consumers")
 		if err != nil {
@@ -37,24 +59,73 @@ func TestBrokerRuns(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&rows)
 		resp.Body.Close()
 	}
-	if len(rows) != 6 {
-		t.Fatalf("got %d consumers, want 6", len(rows))
+	if len(rows) != c.consumers {
+		t.Fatalf("got %d consumers, want %d", len(rows), c.consumers)
 	}
-	for _, path := range []string{"/presence/", "/metrics", "/presence/groups"} {
-		resp, err := http.Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || len(b) == 0 {
-			t.Fatalf("%s: %d", path, resp.StatusCode)
-		}
-		if path == "/metrics" && !strings.Contains(string(b), "presence_heartbeats_total") {
-			t.Fatalf("metrics: %s", b)
+	return base, stop
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || len(b) == 0 {
+		t.Fatalf("%s: %d, %d bytes, %v", url, resp.StatusCode, len(b), err)
+	}
+	return string(b)
+}
+
+// The broker runs, serves the page, the API and the metrics, and its
+// consumers show up.
+func TestBrokerRuns(t *testing.T) {
+	base, stop := startBroker(t, config{consumers: consumers, ttl: time.Second})
+	get(t, base+"/presence/")
+	get(t, base+"/presence/groups")
+	metrics := get(t, base+"/metrics")
+	for _, want := range []string{
+		`presence_consumers{group="workers",queue="orders",state="active"}`, // presenceprom
+		"presence_heartbeats_total",
+		"presence_registrations_total 6",
+		"go_goroutines",    // the Go runtime collector
+		"process_open_fds", // the process collector
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
 		}
 	}
-	if !strings.Contains(out.String(), base+"/presence/") {
-		t.Fatalf("the URL was not printed: %q", out.String())
+	if out := stop(); !strings.Contains(out, base+"/presence/") {
+		t.Fatalf("the URL was not printed: %q", out)
+	}
+}
+
+// With -redis the broker mirrors its consumers into Redis, and flushes them
+// all when it stops.
+func TestBrokerMirrorsToRedis(t *testing.T) {
+	addr := integration.RedisServer(t)
+	_, stop := startBroker(t, config{consumers: consumers, ttl: time.Minute, redis: addr})
+	if out := stop(); !strings.Contains(out, "mirroring to:  redis://"+addr) {
+		t.Fatalf("the Redis address was not printed: %q", out)
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	m := presenceredis.New(presence.New(), rdb, presenceredis.Options{})
+	defer m.Close()
+	rows, err := m.Snapshot(context.Background(), time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rows {
+		got = append(got, r.Key.Consumer)
+	}
+	sort.Strings(got)
+	want := []string{"worker-0", "worker-1", "worker-2", "worker-3", "worker-4", "worker-5"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("Redis holds %v, want %v", got, want)
 	}
 }
