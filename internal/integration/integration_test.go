@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -27,7 +26,7 @@ func TestNeed(t *testing.T) {
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestNeed$", "-test.v")
 		cmd.Env = append(os.Environ(), "INTEGRATION_CHILD=x", SkipEnv+"="+c.skip)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no terminal: the announcement goes to stderr
+		detach(cmd) // no terminal: the announcement goes to stderr, which the checks read
 		out, err := cmd.CombinedOutput()
 		if failed := err != nil; failed != c.wantFail {
 			t.Errorf("%s=%q: failed=%v, want %v\n%s", SkipEnv, c.skip, failed, c.wantFail, out)
