@@ -48,7 +48,6 @@ func TestKeySlotAndBucketTags(t *testing.T) {
 	}
 	tags := bucketTags()
 	m := New(presence.New(), cc, Options{Prefix: "tags"})
-	defer m.Close()
 	for b := range Buckets {
 		slot, err := cc.ClusterKeySlot(ctx, m.dirKey(b)).Result()
 		require.NoError(t, err)
@@ -91,7 +90,6 @@ func TestMasterRestartedEmptyIsRefilled(t *testing.T) {
 	r := presence.New()
 	fillGroups(t, r, 5000, 200, t0)
 	m := New(r, cc, Options{})
-	defer m.Close()
 	st, err := m.Flush(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 5000, st.Consumers)
@@ -203,7 +201,6 @@ func TestMasterKilledFailsOver(t *testing.T) {
 	r := presence.New()
 	keys := fillGroups(t, r, 5000, 200, t0)
 	m := New(r, cc, Options{})
-	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 
@@ -285,7 +282,6 @@ func TestClusterHoldsTheRegistry(t *testing.T) {
 		require.NoError(t, r.Heartbeat(k, uint32(i%5), t0.Add(time.Duration(i)*time.Millisecond)))
 	}
 	m := New(r, cc, Options{Prefix: "holds"})
-	defer m.Close()
 	st, err := m.Flush(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 5000, st.Consumers)
@@ -317,8 +313,6 @@ func TestClusterTwoBrokersOutOfOrder(t *testing.T) {
 	}
 	ma := New(a, c.client(t), Options{Prefix: "two"})
 	mb := New(b, c.client(t), Options{Prefix: "two"})
-	defer ma.Close()
-	defer mb.Close()
 	_, err := mb.Flush(ctx)
 	require.NoError(t, err)
 	_, err = ma.Flush(ctx) // older heartbeats arrive last: must not win
@@ -345,11 +339,9 @@ func TestClusterRestore(t *testing.T) {
 	m := New(r, c.client(t), Options{Prefix: "restore"})
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
-	m.Close()
 
 	fresh := presence.New()
 	m2 := New(fresh, c.client(t), Options{Prefix: "restore"})
-	defer m2.Close()
 	n, err := m2.Restore(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 3001, n)
@@ -370,7 +362,6 @@ func TestClusterPrune(t *testing.T) {
 		}
 	}
 	m := New(r, cc, Options{Prefix: "prune"})
-	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 
@@ -421,7 +412,6 @@ func TestClusterReshardWhileFlushing(t *testing.T) {
 	r := presence.New()
 	keys := fillGroups(t, r, 5000, 200, t0)
 	m := New(r, cc, Options{})
-	defer m.Close()
 	flushUntilOK(t, m)
 
 	stop := make(chan struct{})
@@ -475,4 +465,27 @@ func TestClusterReshardWhileFlushing(t *testing.T) {
 	}
 	flushUntilOK(t, m)
 	converged(t, m, r, now)
+}
+
+// 50,000 deregistrations between two flushes are all deleted, on every
+// master; the 1,000 consumers that came back right after are deleted and
+// written again, with their new registration time.
+func TestClusterFloodOfDeregistrations(t *testing.T) {
+	c := sharedCluster(t)
+	r := presence.New()
+	keys := fillGroups(t, r, 60000, 200, t0)
+	m := New(r, c.client(t), Options{Prefix: "flood"})
+	st := flushUntilOK(t, m)
+	require.Equal(t, 60000, st.Consumers)
+
+	for _, k := range keys[:50000] {
+		require.True(t, r.Deregister(k))
+	}
+	for _, k := range keys[:1000] {
+		require.NoError(t, r.Heartbeat(k, 0, t0.Add(time.Second)))
+	}
+	st = flushUntilOK(t, m)
+	assert.Equal(t, 50000, st.Deleted)
+	assert.Equal(t, 1000, st.Consumers, "the consumers that came back")
+	converged(t, m, r, t0.Add(time.Second))
 }

@@ -87,15 +87,11 @@ type Mirror struct {
 
 	onFlush  func(FlushStats, error) // for tests: called by Run after each flush
 	answered atomic.Bool             // the last flush got a reply or a Redis error
-
-	leftMu sync.Mutex
-	left   map[presence.Key]struct{} // deregistered, not yet deleted in Redis
-	sub    *presence.Subscription
 }
 
 // New returns a Mirror of r into rdb, a *redis.Client or a
-// *redis.ClusterClient. It subscribes to r's events to propagate
-// deregistrations; call Close when done.
+// *redis.ClusterClient. From then on r records every deregistration for
+// the mirror to delete (see presence.Registry.CollectDeleted).
 func New(r *presence.Registry, rdb redis.UniversalClient, opt Options) *Mirror {
 	if opt.Prefix == "" {
 		opt.Prefix = "presence"
@@ -118,15 +114,11 @@ func New(r *presence.Registry, rdb redis.UniversalClient, opt Options) *Mirror {
 	m := &Mirror{
 		reg: r, rdb: rdb, opt: opt, bucketBase: bucketBases(opt.Prefix),
 		merge: redis.NewScript(mergeScript), prune: redis.NewScript(pruneScript),
-		left: map[presence.Key]struct{}{},
 	}
 	m.cluster, _ = rdb.(*redis.ClusterClient)
-	m.sub = r.Subscribe(4096)
+	r.CollectDeleted(func(presence.Key) {}) // starts the recording
 	return m
 }
-
-// Close stops listening to the registry's events.
-func (m *Mirror) Close() { m.sub.Close() }
 
 // Run flushes every FlushInterval until ctx is done, then flushes once more
 // and returns ctx's error. A failed flush is logged. If no server answered

@@ -51,7 +51,6 @@ func TestFlushSendsOnlyChanges(t *testing.T) {
 	r := presence.New()
 	keys := fill(t, r, 1000, 0, t0)
 	m := New(r, s.client(t), Options{})
-	defer m.Close()
 
 	st, err := m.Flush(ctx)
 	require.NoError(t, err)
@@ -87,8 +86,6 @@ func TestTwoBrokersMergeByMax(t *testing.T) {
 	require.NoError(t, b.Heartbeat(k, 0, t0.Add(3*time.Second))) // b: newest beat, idle
 	require.NoError(t, a.Heartbeat(k, 2, t0.Add(2*time.Second))) // a: newer work, older beat
 	ma, mb := New(a, s.client(t), Options{}), New(b, s.client(t), Options{})
-	defer ma.Close()
-	defer mb.Close()
 
 	_, err := mb.Flush(ctx)
 	require.NoError(t, err)
@@ -120,11 +117,9 @@ func TestRestoreAfterBrokerRestart(t *testing.T) {
 	m := New(r, s.client(t), Options{})
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
-	m.Close()
 
 	fresh := presence.New()
 	m2 := New(fresh, s.client(t), Options{})
-	defer m2.Close()
 	n, err := m2.Restore(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 501, n)
@@ -138,7 +133,6 @@ func TestDeregisterAndPrunePropagate(t *testing.T) {
 	keys := fill(t, r, 10, 0, t0)
 	require.NoError(t, r.Heartbeat(keys[0], 0, t0.Add(-time.Hour))) // no-op: older
 	m := New(r, s.client(t), Options{})
-	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 
@@ -173,7 +167,6 @@ func TestRedisKilledMidFlush(t *testing.T) {
 	keys := fill(t, r, 50000, 1, t0)
 	c := s.client(t)
 	m := New(r, c, Options{BatchConsumers: 500})
-	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 
@@ -232,7 +225,6 @@ func TestFlushUnderLoad(t *testing.T) {
 		handles[i] = r.Handle(k)
 	}
 	m := New(r, s.client(t), Options{})
-	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 
@@ -311,7 +303,6 @@ func TestRedisPausedFlushRetries(t *testing.T) {
 	r := presence.New()
 	keys := fill(t, r, 2000, 0, t0)
 	m := New(r, s.client(t), Options{})
-	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 
@@ -378,7 +369,6 @@ func TestFailedBatchIsResent(t *testing.T) {
 	r := presence.New()
 	keys := fill(t, r, 3000, 0, t0)
 	m := New(r, c, Options{BatchConsumers: 1000})
-	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 
@@ -408,7 +398,6 @@ func TestBucketBehindIsResent(t *testing.T) {
 	r := presence.New()
 	keys := fill(t, r, 1000, 0, t0)
 	m := New(r, c, Options{})
-	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 
