@@ -489,3 +489,96 @@ func TestClusterFloodOfDeregistrations(t *testing.T) {
 	assert.Equal(t, 1000, st.Consumers, "the consumers that came back")
 	converged(t, m, r, t0.Add(time.Second))
 }
+
+// nodeCounter counts, per node, the pipelines and single commands a
+// cluster client sends, and the commands in its pipelines.
+type nodeCounter struct {
+	mu                      sync.Mutex
+	pipelines, cmds, single map[string]int
+}
+
+func countPerNode(cc *redis.ClusterClient) *nodeCounter {
+	nc := &nodeCounter{}
+	nc.reset()
+	cc.OnNewNode(func(rdb *redis.Client) {
+		addr := rdb.Options().Addr
+		rdb.AddHook(hookFuncs{
+			process: func(next redis.ProcessHook) redis.ProcessHook {
+				return func(ctx context.Context, cmd redis.Cmder) error {
+					nc.mu.Lock()
+					nc.single[addr]++
+					nc.mu.Unlock()
+					return next(ctx, cmd)
+				}
+			},
+			pipeline: func(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+				return func(ctx context.Context, cmds []redis.Cmder) error {
+					nc.mu.Lock()
+					nc.pipelines[addr]++
+					nc.cmds[addr] += len(cmds)
+					nc.mu.Unlock()
+					return next(ctx, cmds)
+				}
+			},
+		})
+	})
+	return nc
+}
+
+func (nc *nodeCounter) reset() {
+	nc.mu.Lock()
+	nc.pipelines, nc.cmds, nc.single = map[string]int{}, map[string]int{}, map[string]int{}
+	nc.mu.Unlock()
+}
+
+type hookFuncs struct {
+	process  func(redis.ProcessHook) redis.ProcessHook
+	pipeline func(redis.ProcessPipelineHook) redis.ProcessPipelineHook
+}
+
+func (h hookFuncs) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h hookFuncs) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return h.process(next) }
+func (h hookFuncs) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return h.pipeline(next)
+}
+
+// No hot key: a cluster-wide read sends each master two pipelines (the
+// bucket directories it holds, one command each, then its groups' hashes)
+// and nothing else; a steady flush sends each master one pipeline for the
+// loss markers and one per batch.
+func TestClusterReadTouchesEachMasterOnce(t *testing.T) {
+	c := sharedCluster(t)
+	cc := c.client(t)
+	nc := countPerNode(cc)
+	ctx := context.Background()
+	r := presence.New()
+	keys := fillGroups(t, r, 3000, 200, t0)
+	m := New(r, cc, Options{Prefix: "once", BatchConsumers: 10000})
+	flushUntilOK(t, m)
+	ms, err := c.masters()
+	require.NoError(t, err)
+
+	nc.reset()
+	rows, err := m.Snapshot(ctx, t0, ttl)
+	require.NoError(t, err)
+	require.Len(t, rows, len(keys))
+	dirs := 0
+	for _, s := range ms {
+		assert.Equal(t, 2, nc.pipelines[s.addr()], "pipelines to %s", s.addr())
+		assert.Zero(t, nc.single[s.addr()], "single commands to %s", s.addr())
+		dirs += nc.cmds[s.addr()]
+	}
+	assert.Equal(t, Buckets+200, dirs, "one command per bucket, then one per group")
+
+	for _, k := range keys {
+		require.NoError(t, r.Heartbeat(k, 1, t0.Add(time.Second)))
+	}
+	nc.reset()
+	st, err := m.Flush(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, len(keys), st.Consumers)
+	for _, s := range ms {
+		assert.Equal(t, 2, nc.pipelines[s.addr()], "pipelines to %s", s.addr())
+		assert.Zero(t, nc.single[s.addr()], "single commands to %s", s.addr())
+	}
+}
