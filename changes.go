@@ -17,23 +17,33 @@ import (
 // change marks. Rows carry the stored times and leases; Age and State are
 // not set. It returns the number of rows.
 //
+// The rows of one group come one after the other, since CollectChanged
+// walks the group index, one group at a time (holding a group's lock only
+// while it copies the group's entry pointers): a mirror that writes a group
+// at a time can batch a group's rows together.
+//
 // A change that lands while CollectChanged runs is either in the row it
 // passes or marks the consumer again for the next call: nothing is missed.
 // If fn cannot deliver a row, call MarkChanged so that the next call
-// passes it again. CollectChanged walks the shards like Snapshot, in O(n).
+// passes it again. CollectChanged costs O(n).
 func (r *Registry) CollectChanged(fn func(Consumer)) int {
 	n := 0
-	r.walk(func(_ *shard, mk mkey, e *entry.Entry) bool {
-		if e.Flags()&entry.FlagDirty == 0 || !e.SetFlag(entry.FlagDirty, false) {
-			return true
+	var members []*entry.Entry
+	r.ix.groups.Range(func(_ GroupKey, g *group) bool {
+		members = g.appendMembers(members[:0])
+		for _, e := range members {
+			if e.Flags()&entry.FlagDirty == 0 || !e.SetFlag(entry.FlagDirty, false) {
+				continue
+			}
+			// Cleared before reading: a refresh writes its values, then
+			// marks; so either we read its values or it marks again.
+			if c, ok := row(entryKey(e), e, 0, 0); ok {
+				c.Age, c.State = 0, Active
+				fn(c)
+				n++
+			}
 		}
-		// Cleared before reading: a refresh writes its values, then
-		// marks; so either we read its values or it marks again.
-		if c, ok := row(mk.k, e, 0, 0); ok {
-			c.Age, c.State = 0, Active
-			fn(c)
-			n++
-		}
+		clear(members) // drop the pointers while fn runs for later groups
 		return true
 	})
 	return n

@@ -49,7 +49,7 @@ func TestKeySlotAndBucketTags(t *testing.T) {
 	tags := bucketTags()
 	m := New(presence.New(), cc, Options{Prefix: "tags"})
 	for b := range Buckets {
-		slot, err := cc.ClusterKeySlot(ctx, m.dirKey(b)).Result()
+		slot, err := cc.ClusterKeySlot(ctx, m.bucketKey(b)).Result()
 		require.NoError(t, err)
 		require.EqualValues(t, bucketSlot(b), slot, "bucket %d, tag %q", b, tags[b])
 	}
@@ -291,10 +291,10 @@ func TestClusterHoldsTheRegistry(t *testing.T) {
 	ms, err := c.masters()
 	require.NoError(t, err)
 	for _, s := range ms {
-		n, err := s.client(t).Eval(ctx, `return #redis.call('KEYS', ARGV[1])`, nil, "holds:*:d").Int()
+		n, err := s.client(t).Eval(ctx, `return #redis.call('KEYS', ARGV[1])`, nil, "holds:*").Int()
 		require.NoError(t, err)
-		t.Logf("master %s holds %d bucket directories", s.addr(), n)
-		assert.Positive(t, n, "every master holds part of the directory")
+		t.Logf("master %s holds %d buckets", s.addr(), n)
+		assert.Positive(t, n, "every master holds some buckets")
 	}
 }
 
@@ -349,7 +349,7 @@ func TestClusterRestore(t *testing.T) {
 }
 
 // Prune reaches every master: it deletes the expired consumers of every
-// bucket and forgets the groups it empties, and nothing else.
+// bucket, and nothing else.
 func TestClusterPrune(t *testing.T) {
 	c := sharedCluster(t)
 	cc := c.client(t)
@@ -370,21 +370,21 @@ func TestClusterPrune(t *testing.T) {
 	assert.Equal(t, 40, n, "two groups of 20")
 	r.PruneExpired(t0.Add(time.Hour), ttl)
 	converged(t, m, r, t0.Add(time.Hour))
-	gs, failed := m.directory(ctx)
-	require.Empty(t, failed)
-	assert.Len(t, gs, 198, "the emptied groups are forgotten")
 
 	n, err = m.Prune(ctx, t0.Add(3*time.Hour), ttl)
 	require.NoError(t, err)
 	assert.Equal(t, 3960, n)
-	gs, _ = m.directory(ctx)
-	assert.Empty(t, gs)
 	ms, err := c.masters()
 	require.NoError(t, err)
 	for _, s := range ms {
-		left, err := s.client(t).Eval(ctx, `return #redis.call('KEYS', ARGV[1])`, nil, "prune:*:[hz]").Int()
+		// Each bucket keeps its loss marker, two fields, and nothing else.
+		left, err := s.client(t).Eval(ctx, `local n = 0
+			for _, k in ipairs(redis.call('KEYS', 'prune:*')) do
+				n = n + redis.call('HLEN', k) - 2
+			end
+			return n`, nil).Int()
 		require.NoError(t, err)
-		assert.Zero(t, left, "master %s keeps no group", s.addr())
+		assert.Zero(t, left, "master %s keeps no consumer", s.addr())
 	}
 }
 
@@ -542,10 +542,9 @@ func (h hookFuncs) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	return h.pipeline(next)
 }
 
-// No hot key: a cluster-wide read sends each master two pipelines (the
-// bucket directories it holds, one command each, then its groups' hashes)
-// and nothing else; a steady flush sends each master one pipeline for the
-// loss markers and one per batch.
+// No hot key: a cluster-wide read sends each master one pipeline, of one
+// command per bucket it holds, and nothing else; a steady flush sends each
+// master one pipeline for the loss markers and one per batch.
 func TestClusterReadTouchesEachMasterOnce(t *testing.T) {
 	c := sharedCluster(t)
 	cc := c.client(t)
@@ -562,13 +561,13 @@ func TestClusterReadTouchesEachMasterOnce(t *testing.T) {
 	rows, err := m.Snapshot(ctx, t0, ttl)
 	require.NoError(t, err)
 	require.Len(t, rows, len(keys))
-	dirs := 0
+	cmds := 0
 	for _, s := range ms {
-		assert.Equal(t, 2, nc.pipelines[s.addr()], "pipelines to %s", s.addr())
+		assert.Equal(t, 1, nc.pipelines[s.addr()], "pipelines to %s", s.addr())
 		assert.Zero(t, nc.single[s.addr()], "single commands to %s", s.addr())
-		dirs += nc.cmds[s.addr()]
+		cmds += nc.cmds[s.addr()]
 	}
-	assert.Equal(t, Buckets+200, dirs, "one command per bucket, then one per group")
+	assert.Equal(t, Buckets, cmds, "one command per bucket")
 
 	for _, k := range keys {
 		require.NoError(t, r.Heartbeat(k, 1, t0.Add(time.Second)))

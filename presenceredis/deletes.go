@@ -9,15 +9,14 @@ func (f *flush) addDeletes() {
 	var ks []presence.Key
 	f.m.reg.CollectDeleted(func(k presence.Key) { ks = append(ks, k) })
 	for _, k := range ks {
-		c := f.callFor(k)
+		c, field := f.callFor(k)
 		if c == nil { // its master is away: keep it for later
 			f.m.reg.MarkDeleted(k)
 			continue
 		}
 		c.dels = append(c.dels, k)
-		if f.count++; f.count >= f.m.opt.BatchConsumers {
-			f.send()
-		}
+		c.delf = append(c.delf, field)
+		f.grew()
 	}
 }
 
