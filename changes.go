@@ -17,23 +17,33 @@ import (
 // change marks. Rows carry the stored times and leases; Age and State are
 // not set. It returns the number of rows.
 //
+// The rows of one group come one after the other, since CollectChanged
+// walks the group index, one group at a time (holding a group's lock only
+// while it copies the group's entry pointers): a mirror that writes a group
+// at a time can batch a group's rows together.
+//
 // A change that lands while CollectChanged runs is either in the row it
 // passes or marks the consumer again for the next call: nothing is missed.
 // If fn cannot deliver a row, call MarkChanged so that the next call
-// passes it again. CollectChanged walks the shards like Snapshot, in O(n).
+// passes it again. CollectChanged costs O(n).
 func (r *Registry) CollectChanged(fn func(Consumer)) int {
 	n := 0
-	r.walk(func(_ *shard, mk mkey, e *entry.Entry) bool {
-		if e.Flags()&entry.FlagDirty == 0 || !e.SetFlag(entry.FlagDirty, false) {
-			return true
+	var members []*entry.Entry
+	r.ix.groups.Range(func(_ GroupKey, g *group) bool {
+		members = g.appendMembers(members[:0])
+		for _, e := range members {
+			if e.Flags()&entry.FlagDirty == 0 || !e.SetFlag(entry.FlagDirty, false) {
+				continue
+			}
+			// Cleared before reading: a refresh writes its values, then
+			// marks; so either we read its values or it marks again.
+			if c, ok := row(entryKey(e), e, 0, 0); ok {
+				c.Age, c.State = 0, Active
+				fn(c)
+				n++
+			}
 		}
-		// Cleared before reading: a refresh writes its values, then
-		// marks; so either we read its values or it marks again.
-		if c, ok := row(mk.k, e, 0, 0); ok {
-			c.Age, c.State = 0, Active
-			fn(c)
-			n++
-		}
+		clear(members) // drop the pointers while fn runs for later groups
 		return true
 	})
 	return n
@@ -111,19 +121,13 @@ const deletionParts = 64
 
 // deletions records, for a mirror, the consumers deregistered since it last
 // collected them, so that it deletes each of them elsewhere whatever their
-// number: unlike events, nothing is dropped.
-//
-// A record is made by Deregister before it retires the entry, and removed
-// by the registration that brings the key back (under the shard's bucket
-// lock), so a key is recorded only while it is absent from the registry or
-// being deregistered. The records therefore never outnumber the distinct
-// consumers deregistered since the last collection, and each costs a map
-// entry holding the entry's own key strings.
-//
-// Lock order: a shard's bucket lock, then a part's mutex.
+// number: unlike events, nothing is dropped. A record is made by
+// Deregister once it has retired the entry, and holds the entry's own key
+// strings; there is at most one per key, so the records never outnumber
+// the distinct consumers deregistered since the last collection.
 type deletions struct {
 	on    atomic.Bool  // set by the first CollectDeleted
-	n     atomic.Int64 // records held, so that registrations skip the locks when 0
+	n     atomic.Int64 // records held
 	parts [deletionParts]deletionPart
 }
 
@@ -132,14 +136,12 @@ type deletionPart struct {
 	m  map[Key]struct{}
 }
 
-func (d *deletions) part(h uint64) *deletionPart { return &d.parts[h%deletionParts] }
-
-// record notes that k, whose hash is h, is being deregistered.
+// record notes that k, whose hash is h, was deregistered.
 func (d *deletions) record(h uint64, k Key) {
 	if !d.on.Load() {
 		return
 	}
-	p := d.part(h)
+	p := &d.parts[h%deletionParts]
 	p.mu.Lock()
 	if _, ok := p.m[k]; !ok {
 		if p.m == nil {
@@ -151,36 +153,21 @@ func (d *deletions) record(h uint64, k Key) {
 	p.mu.Unlock()
 }
 
-// forget drops the record of k, which is registering again.
-func (d *deletions) forget(h uint64, k Key) {
-	if d.n.Load() == 0 {
-		return
-	}
-	p := d.part(h)
-	p.mu.Lock()
-	if _, ok := p.m[k]; ok {
-		delete(p.m, k)
-		d.n.Add(-1)
-	}
-	p.mu.Unlock()
-}
-
 // CollectDeleted calls fn with the key of every consumer deregistered since
-// the last CollectDeleted and not registered again since, and forgets them.
-// It returns the number of keys. A mirror deletes these keys elsewhere
-// before it writes the rows of the CollectChanged that follows, so that a
-// consumer that left and came back is written after its delete.
+// the last CollectDeleted, and forgets them. It returns the number of keys.
+//
+// A consumer that registered again since is passed too, and marked changed
+// (see MarkChanged): a mirror that deletes what CollectDeleted passes, then
+// writes what the next CollectChanged passes, ends with the consumer's new
+// registration rather than a merge of the old one and the new.
 //
 // The first call starts the recording: a registry that no mirror collects
 // keeps no records. From then on every Deregister is recorded, however many
-// there are between two calls; the records are bounded by the distinct
-// consumers deregistered since the last call, since a consumer that
-// registers again drops its record. If fn cannot deliver a key, call
-// MarkDeleted so that the next call passes it again. A key whose
-// Deregister is still running is left for the next call.
+// there are between two calls, at most once per key. If fn cannot deliver a
+// key, call MarkDeleted so that the next call passes it again.
 //
 // fn runs under the lock of a part of the records: it must not call
-// Deregister, MarkDeleted or register consumers, and should not block.
+// Deregister or MarkDeleted, and should not block.
 func (r *Registry) CollectDeleted(fn func(Key)) int {
 	d := &r.dels
 	d.on.Store(true)
@@ -189,11 +176,9 @@ func (r *Registry) CollectDeleted(fn func(Key)) int {
 		p := &d.parts[i]
 		p.mu.Lock()
 		for k := range p.m {
-			if sl, ok := r.lookup(&k); ok && sl.e.Live() {
-				continue // its Deregister has not retired it yet
-			}
 			delete(p.m, k)
 			d.n.Add(-1)
+			r.MarkChanged(k) // if it came back, write it after the delete
 			fn(k)
 			n++
 		}
@@ -202,18 +187,10 @@ func (r *Registry) CollectDeleted(fn func(Key)) int {
 	return n
 }
 
-// MarkDeleted records k as deregistered again, unless it is registered: a
-// mirror calls it for a key from CollectDeleted that it could not delete.
-// It reports whether it recorded k. It takes k's shard bucket lock.
-func (r *Registry) MarkDeleted(k Key) bool {
-	sl, _ := r.lookup(&k)
-	recorded := false
-	sl.s.m.Compute(mkey{h: sl.h, k: k}, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
-		if !loaded || !cur.Live() {
-			r.dels.record(sl.h, k)
-			recorded = true
-		}
-		return cur, !loaded
-	})
-	return recorded
+// MarkDeleted records k as deregistered again: a mirror calls it for a key
+// from CollectDeleted that it could not delete. If k is registered again
+// meanwhile, the next CollectDeleted passes it and marks it changed, so the
+// mirror deletes it and writes its new row.
+func (r *Registry) MarkDeleted(k Key) {
+	r.dels.record(hashKey(r.seed, &k), k)
 }

@@ -2,6 +2,8 @@ package presence_test
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -132,14 +134,17 @@ func TestCollectDeleted(t *testing.T) {
 	}
 	beat(t, r, key("q", "g", "5"), 0, t0.Add(time.Second)) // came back
 	assert.False(t, r.Deregister(key("q", "g", "absent")))
+	collect(r)
 	got := collectDeleted(r)
 	assert.Equal(t, map[presence.Key]bool{
-		key("q", "g", "1"): true, key("q", "g", "2"): true, key("q", "g", "3"): true, key("q", "g", "4"): true,
+		key("q", "g", "1"): true, key("q", "g", "2"): true, key("q", "g", "3"): true,
+		key("q", "g", "4"): true, key("q", "g", "5"): true,
 	}, got)
 	assert.Empty(t, collectDeleted(r), "collected once")
+	assert.Equal(t, []presence.Key{key("q", "g", "5")}, slices.Collect(maps.Keys(collect(r))),
+		"the one that came back is written again, after its delete")
 
-	assert.True(t, r.MarkDeleted(key("q", "g", "1")), "a failed delete is recorded again")
-	assert.False(t, r.MarkDeleted(key("q", "g", "5")), "not while registered")
+	r.MarkDeleted(key("q", "g", "1")) // a failed delete is recorded again
 	assert.Equal(t, map[presence.Key]bool{key("q", "g", "1"): true}, collectDeleted(r))
 
 	// A flood between two collections: all of them, nothing dropped.
@@ -153,14 +158,19 @@ func TestCollectDeleted(t *testing.T) {
 	assert.Len(t, collectDeleted(r), 20000)
 	assert.Zero(t, r.DeletionRecords())
 
-	// Records are bounded: a consumer that comes back drops its record.
+	// Records are bounded: one per key, however often it leaves.
+	for i := 0; i < 1000; i++ {
+		beat(t, r, key("churn", "g", fmt.Sprint(i)), 0, t0)
+	}
 	for round := 0; round < 3; round++ {
 		for i := 0; i < 1000; i++ {
 			r.Deregister(key("churn", "g", fmt.Sprint(i)))
 			beat(t, r, key("churn", "g", fmt.Sprint(i)), 0, t0)
 		}
-		assert.Zero(t, r.DeletionRecords(), "round %d", round)
 	}
+	assert.Equal(t, 1000, r.DeletionRecords())
+	assert.Len(t, collectDeleted(r), 1000)
+	assert.Zero(t, r.DeletionRecords())
 }
 
 // A mirror collects deletions, then changes, in rounds, while writers
@@ -245,4 +255,20 @@ func TestDeletedRacingRegistrations(t *testing.T) {
 			assert.Equal(t, last[w][c], copyOf[k], "%v in the mirror's copy", k)
 		}
 	}
+}
+
+// CollectChanged passes the rows of a group one after the other, so that a
+// mirror can batch them together.
+func TestCollectChangedByGroup(t *testing.T) {
+	r := presence.New()
+	for i := 0; i < 1000; i++ { // registered interleaved
+		beat(t, r, key("q", fmt.Sprint("g", i%10), fmt.Sprint(i)), 0, t0)
+	}
+	var order []string
+	r.CollectChanged(func(c presence.Consumer) {
+		if len(order) == 0 || order[len(order)-1] != c.Group {
+			order = append(order, c.Group)
+		}
+	})
+	assert.Len(t, order, 10, "each group's rows come together: %v", order)
 }

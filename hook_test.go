@@ -45,10 +45,11 @@ func TestOvertakenBeatKeepsNewerLeases(t *testing.T) {
 	assert.EqualValues(t, 2, c.Leases, "the overtaken beat overwrote newer leases")
 }
 
-// A Deregister pauses after recording its consumer and before retiring it,
-// while a mirror collects: the mirror must not take the record yet (its
-// row is still live and is written in this round), or the write would
-// follow the delete and the consumer would stay in the mirror's copy.
+// A Deregister pauses before it retires its consumer, while a mirror
+// collects and writes the consumer's row. The deregistration must still
+// reach the mirror afterwards: it is recorded once the entry is retired,
+// not before, when a collection could take the record and then write the
+// still-live row after the delete.
 func TestHookDeregisterPausedBeforeRetire(t *testing.T) {
 	r := presence.New()
 	k := key("q", "g", "c")

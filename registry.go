@@ -202,7 +202,6 @@ func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat 
 			if err = r.admit(mk.k, fresh); err != nil {
 				return cur, !loaded // an absent key stays absent
 			}
-			r.dels.forget(mk.h, mk.k)
 			s.live.Add(1)
 			r.events.emit(EventJoined, mk.k, at)
 			return fresh, false
@@ -312,10 +311,13 @@ func (r *Registry) Deregister(k Key) bool {
 	// The map key's strings are the entry's own, not k's, so that the map
 	// never keeps a reference to the caller's memory.
 	mk := mkey{h: sl.h, k: entryKey(sl.e)}
-	// Recorded before the entry is retired, so that a registration that
-	// replaces it finds the record and drops it.
+	if !r.remove(sl.s, mk, nil, 0, EventLeft, nanotime.None) {
+		return false
+	}
+	// Recorded once the entry is retired, not before: a mirror that took
+	// the record earlier could write the still-live row after the delete.
 	r.dels.record(sl.h, mk.k)
-	return r.remove(sl.s, mk, nil, 0, EventLeft, nanotime.None)
+	return true
 }
 
 // PruneExpired removes every consumer that is Expired at now under ttl, and

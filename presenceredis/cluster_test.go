@@ -48,9 +48,8 @@ func TestKeySlotAndBucketTags(t *testing.T) {
 	}
 	tags := bucketTags()
 	m := New(presence.New(), cc, Options{Prefix: "tags"})
-	defer m.Close()
 	for b := range Buckets {
-		slot, err := cc.ClusterKeySlot(ctx, m.dirKey(b)).Result()
+		slot, err := cc.ClusterKeySlot(ctx, m.bucketKey(b)).Result()
 		require.NoError(t, err)
 		require.EqualValues(t, bucketSlot(b), slot, "bucket %d, tag %q", b, tags[b])
 	}
@@ -91,7 +90,6 @@ func TestMasterRestartedEmptyIsRefilled(t *testing.T) {
 	r := presence.New()
 	fillGroups(t, r, 5000, 200, t0)
 	m := New(r, cc, Options{})
-	defer m.Close()
 	st, err := m.Flush(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 5000, st.Consumers)
@@ -203,7 +201,6 @@ func TestMasterKilledFailsOver(t *testing.T) {
 	r := presence.New()
 	keys := fillGroups(t, r, 5000, 200, t0)
 	m := New(r, cc, Options{})
-	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 
@@ -285,7 +282,6 @@ func TestClusterHoldsTheRegistry(t *testing.T) {
 		require.NoError(t, r.Heartbeat(k, uint32(i%5), t0.Add(time.Duration(i)*time.Millisecond)))
 	}
 	m := New(r, cc, Options{Prefix: "holds"})
-	defer m.Close()
 	st, err := m.Flush(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 5000, st.Consumers)
@@ -295,10 +291,10 @@ func TestClusterHoldsTheRegistry(t *testing.T) {
 	ms, err := c.masters()
 	require.NoError(t, err)
 	for _, s := range ms {
-		n, err := s.client(t).Eval(ctx, `return #redis.call('KEYS', ARGV[1])`, nil, "holds:*:d").Int()
+		n, err := s.client(t).Eval(ctx, `return #redis.call('KEYS', ARGV[1])`, nil, "holds:*").Int()
 		require.NoError(t, err)
-		t.Logf("master %s holds %d bucket directories", s.addr(), n)
-		assert.Positive(t, n, "every master holds part of the directory")
+		t.Logf("master %s holds %d buckets", s.addr(), n)
+		assert.Positive(t, n, "every master holds some buckets")
 	}
 }
 
@@ -317,8 +313,6 @@ func TestClusterTwoBrokersOutOfOrder(t *testing.T) {
 	}
 	ma := New(a, c.client(t), Options{Prefix: "two"})
 	mb := New(b, c.client(t), Options{Prefix: "two"})
-	defer ma.Close()
-	defer mb.Close()
 	_, err := mb.Flush(ctx)
 	require.NoError(t, err)
 	_, err = ma.Flush(ctx) // older heartbeats arrive last: must not win
@@ -345,11 +339,9 @@ func TestClusterRestore(t *testing.T) {
 	m := New(r, c.client(t), Options{Prefix: "restore"})
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
-	m.Close()
 
 	fresh := presence.New()
 	m2 := New(fresh, c.client(t), Options{Prefix: "restore"})
-	defer m2.Close()
 	n, err := m2.Restore(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 3001, n)
@@ -357,7 +349,7 @@ func TestClusterRestore(t *testing.T) {
 }
 
 // Prune reaches every master: it deletes the expired consumers of every
-// bucket and forgets the groups it empties, and nothing else.
+// bucket, and nothing else.
 func TestClusterPrune(t *testing.T) {
 	c := sharedCluster(t)
 	cc := c.client(t)
@@ -370,7 +362,6 @@ func TestClusterPrune(t *testing.T) {
 		}
 	}
 	m := New(r, cc, Options{Prefix: "prune"})
-	defer m.Close()
 	_, err := m.Flush(ctx)
 	require.NoError(t, err)
 
@@ -379,21 +370,21 @@ func TestClusterPrune(t *testing.T) {
 	assert.Equal(t, 40, n, "two groups of 20")
 	r.PruneExpired(t0.Add(time.Hour), ttl)
 	converged(t, m, r, t0.Add(time.Hour))
-	gs, failed := m.directory(ctx)
-	require.Empty(t, failed)
-	assert.Len(t, gs, 198, "the emptied groups are forgotten")
 
 	n, err = m.Prune(ctx, t0.Add(3*time.Hour), ttl)
 	require.NoError(t, err)
 	assert.Equal(t, 3960, n)
-	gs, _ = m.directory(ctx)
-	assert.Empty(t, gs)
 	ms, err := c.masters()
 	require.NoError(t, err)
 	for _, s := range ms {
-		left, err := s.client(t).Eval(ctx, `return #redis.call('KEYS', ARGV[1])`, nil, "prune:*:[hz]").Int()
+		// Each bucket keeps its loss marker, two fields, and nothing else.
+		left, err := s.client(t).Eval(ctx, `local n = 0
+			for _, k in ipairs(redis.call('KEYS', 'prune:*')) do
+				n = n + redis.call('HLEN', k) - 2
+			end
+			return n`, nil).Int()
 		require.NoError(t, err)
-		assert.Zero(t, left, "master %s keeps no group", s.addr())
+		assert.Zero(t, left, "master %s keeps no consumer", s.addr())
 	}
 }
 
@@ -421,7 +412,6 @@ func TestClusterReshardWhileFlushing(t *testing.T) {
 	r := presence.New()
 	keys := fillGroups(t, r, 5000, 200, t0)
 	m := New(r, cc, Options{})
-	defer m.Close()
 	flushUntilOK(t, m)
 
 	stop := make(chan struct{})
@@ -475,4 +465,119 @@ func TestClusterReshardWhileFlushing(t *testing.T) {
 	}
 	flushUntilOK(t, m)
 	converged(t, m, r, now)
+}
+
+// 50,000 deregistrations between two flushes are all deleted, on every
+// master; the 1,000 consumers that came back right after are deleted and
+// written again, with their new registration time.
+func TestClusterFloodOfDeregistrations(t *testing.T) {
+	c := sharedCluster(t)
+	r := presence.New()
+	keys := fillGroups(t, r, 60000, 200, t0)
+	m := New(r, c.client(t), Options{Prefix: "flood"})
+	st := flushUntilOK(t, m)
+	require.Equal(t, 60000, st.Consumers)
+
+	for _, k := range keys[:50000] {
+		require.True(t, r.Deregister(k))
+	}
+	for _, k := range keys[:1000] {
+		require.NoError(t, r.Heartbeat(k, 0, t0.Add(time.Second)))
+	}
+	st = flushUntilOK(t, m)
+	assert.Equal(t, 50000, st.Deleted)
+	assert.Equal(t, 1000, st.Consumers, "the consumers that came back")
+	converged(t, m, r, t0.Add(time.Second))
+}
+
+// nodeCounter counts, per node, the pipelines and single commands a
+// cluster client sends, and the commands in its pipelines.
+type nodeCounter struct {
+	mu                      sync.Mutex
+	pipelines, cmds, single map[string]int
+}
+
+func countPerNode(cc *redis.ClusterClient) *nodeCounter {
+	nc := &nodeCounter{}
+	nc.reset()
+	cc.OnNewNode(func(rdb *redis.Client) {
+		addr := rdb.Options().Addr
+		rdb.AddHook(hookFuncs{
+			process: func(next redis.ProcessHook) redis.ProcessHook {
+				return func(ctx context.Context, cmd redis.Cmder) error {
+					nc.mu.Lock()
+					nc.single[addr]++
+					nc.mu.Unlock()
+					return next(ctx, cmd)
+				}
+			},
+			pipeline: func(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+				return func(ctx context.Context, cmds []redis.Cmder) error {
+					nc.mu.Lock()
+					nc.pipelines[addr]++
+					nc.cmds[addr] += len(cmds)
+					nc.mu.Unlock()
+					return next(ctx, cmds)
+				}
+			},
+		})
+	})
+	return nc
+}
+
+func (nc *nodeCounter) reset() {
+	nc.mu.Lock()
+	nc.pipelines, nc.cmds, nc.single = map[string]int{}, map[string]int{}, map[string]int{}
+	nc.mu.Unlock()
+}
+
+type hookFuncs struct {
+	process  func(redis.ProcessHook) redis.ProcessHook
+	pipeline func(redis.ProcessPipelineHook) redis.ProcessPipelineHook
+}
+
+func (h hookFuncs) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h hookFuncs) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return h.process(next) }
+func (h hookFuncs) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return h.pipeline(next)
+}
+
+// No hot key: a cluster-wide read sends each master one pipeline, of one
+// command per bucket it holds, and nothing else; a steady flush sends each
+// master one pipeline for the loss markers and one per batch.
+func TestClusterReadTouchesEachMasterOnce(t *testing.T) {
+	c := sharedCluster(t)
+	cc := c.client(t)
+	nc := countPerNode(cc)
+	ctx := context.Background()
+	r := presence.New()
+	keys := fillGroups(t, r, 3000, 200, t0)
+	m := New(r, cc, Options{Prefix: "once", BatchConsumers: 10000})
+	flushUntilOK(t, m)
+	ms, err := c.masters()
+	require.NoError(t, err)
+
+	nc.reset()
+	rows, err := m.Snapshot(ctx, t0, ttl)
+	require.NoError(t, err)
+	require.Len(t, rows, len(keys))
+	cmds := 0
+	for _, s := range ms {
+		assert.Equal(t, 1, nc.pipelines[s.addr()], "pipelines to %s", s.addr())
+		assert.Zero(t, nc.single[s.addr()], "single commands to %s", s.addr())
+		cmds += nc.cmds[s.addr()]
+	}
+	assert.Equal(t, Buckets, cmds, "one command per bucket")
+
+	for _, k := range keys {
+		require.NoError(t, r.Heartbeat(k, 1, t0.Add(time.Second)))
+	}
+	nc.reset()
+	st, err := m.Flush(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, len(keys), st.Consumers)
+	for _, s := range ms {
+		assert.Equal(t, 2, nc.pipelines[s.addr()], "pipelines to %s", s.addr())
+		assert.Zero(t, nc.single[s.addr()], "single commands to %s", s.addr())
+	}
 }

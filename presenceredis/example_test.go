@@ -19,7 +19,6 @@ func Example() {
 	reg := presence.New()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}) // or redis.NewClusterClient
 	m := presenceredis.New(reg, rdb, presenceredis.Options{FlushInterval: time.Second})
-	defer m.Close()
 
 	_, _ = m.Restore(ctx) // real times from before the restart
 	go func() { _ = m.Run(ctx) }()

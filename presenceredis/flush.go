@@ -16,7 +16,7 @@ import (
 // FlushStats describes one flush.
 type FlushStats struct {
 	Consumers int           // consumers written
-	Groups    int           // script calls (one per group and batch)
+	Calls     int           // script calls (one per bucket and batch)
 	Pipelines int           // round trips
 	Deleted   int           // deregistered consumers deleted
 	Lost      int           // buckets found to have lost data: their consumers are resent
@@ -38,12 +38,12 @@ func (m *Mirror) Flush(ctx context.Context) (FlushStats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	start := time.Now()
-	f := &flush{m: m, ctx: ctx, failed: map[int]error{}, calls: map[presence.GroupKey]*call{},
-		groups: map[presence.GroupKey]group{}, fresh: newToken()}
+	f := &flush{m: m, ctx: ctx, failed: map[int]error{}, fresh: newToken()}
 	f.checkBuckets()
 	f.addDeletes()
 	m.reg.CollectChanged(f.add)
 	f.send()
+	f.wait()
 	if len(f.lost) > 0 { // found by the scripts: resend at the next flush
 		m.resend(f.lost)
 	}
@@ -75,88 +75,108 @@ type flush struct {
 	answered bool          // some command succeeded or got a Redis error
 	lost     []int         // buckets whose scripts reported a loss
 
-	calls  map[presence.GroupKey]*call // the pending batch, by group
-	order  []*call
-	count  int                         // consumers and deletes in the batch
-	groups map[presence.GroupKey]group // names computed this flush
+	calls [Buckets]*call // the pending batch, by bucket
+	order []*call        // its calls in order
+	count int            // consumers and deletes in the batch
+
+	inFlight func()   // waits for the batch in flight and settles it
+	last     struct { // the group of the last consumer added
+		gk     presence.GroupKey
+		prefix string
+		bucket int
+	}
 }
 
-// call is one merge script call: a group's deletes and writes in a batch.
+// call is one merge script call: the deletes and writes of a batch in one
+// bucket.
 type call struct {
-	g      group
+	bucket int
 	keys   []presence.Key // written: marked again if the call fails
 	dels   []presence.Key // deleted: recorded again if the call fails
-	writes []any          // 6 arguments per written consumer
+	delf   []any          // the fields of dels
+	writes []any          // field and record of each written consumer
 }
 
-func (f *flush) groupOf(k presence.Key) group {
-	gk := presence.GroupKey{Queue: k.Queue, Group: k.Group}
-	g, ok := f.groups[gk]
-	if !ok {
-		g = f.m.groupOf(k.Queue, k.Group)
-		f.groups[gk] = g
+// callFor returns the call of the pending batch for k and k's field, or
+// nil if k's bucket is unreachable in this flush. Rows come a group at a
+// time (see presence.Registry.CollectChanged), so the field prefix of the
+// last group is reused.
+func (f *flush) callFor(k presence.Key) (*call, string) {
+	if gk := (presence.GroupKey{Queue: k.Queue, Group: k.Group}); f.last.prefix == "" || f.last.gk != gk {
+		f.last.gk = gk
+		f.last.prefix, f.last.bucket = groupPrefix(k.Queue, k.Group)
 	}
-	return g
-}
-
-// callFor returns the batch's call for k's group, or nil if k's bucket is
-// unreachable in this flush.
-func (f *flush) callFor(k presence.Key) *call {
-	gk := presence.GroupKey{Queue: k.Queue, Group: k.Group}
-	if c := f.calls[gk]; c != nil {
-		return c
+	b := f.last.bucket
+	if f.failed[b] != nil {
+		return nil, ""
 	}
-	g := f.groupOf(k)
-	if f.failed[g.bucket] != nil {
-		return nil
+	c := f.calls[b]
+	if c == nil {
+		c = &call{bucket: b}
+		f.calls[b] = c
+		f.order = append(f.order, c)
 	}
-	c := &call{g: g}
-	f.calls[gk] = c
-	f.order = append(f.order, c)
-	return c
+	return c, f.last.prefix + k.Consumer
 }
 
 // add queues one changed consumer, and sends the batch when it is full.
 func (f *flush) add(c presence.Consumer) {
-	b := f.callFor(c.Key)
-	if b == nil { // its master is away: keep it marked for later
+	call, field := f.callFor(c.Key)
+	if call == nil { // its master is away: keep it marked for later
 		f.m.reg.MarkChanged(c.Key)
 		return
 	}
-	hb := unixNano(c.LastHeartbeat)
-	b.keys = append(b.keys, c.Key)
-	b.writes = append(b.writes, c.Consumer, encodeTime(unixNano(c.RegisteredAt)), encodeTime(hb),
-		encodeTime(unixNano(c.LastActive)), strconv.FormatUint(uint64(c.Leases), 10), score(hb))
+	call.keys = append(call.keys, c.Key)
+	call.writes = append(call.writes, field, encodeRecord(c))
+	f.grew()
+}
+
+// grew counts one more consumer or delete in the batch, and sends the
+// batch when it is full.
+func (f *flush) grew() {
 	if f.count++; f.count >= f.m.opt.BatchConsumers {
 		f.send()
 	}
 }
 
-// send runs the pending batch in one pipeline, which a ClusterClient splits
-// by master and runs on all of them in parallel, and settles every call.
+// send starts the pending batch in one pipeline, which a ClusterClient
+// splits by master and runs on all of them in parallel. One batch is in
+// flight while the next is collected: send first settles the previous one.
 func (f *flush) send() {
 	if len(f.order) == 0 {
 		return
 	}
-	keys := make([][]string, len(f.order))
-	args := make([][]any, len(f.order))
-	for i, c := range f.order {
-		kb := f.m.known[c.g.bucket]
-		a := make([]any, 0, 5+len(c.dels)+len(c.writes))
-		a = append(a, kb.epoch, f.fresh, kb.seq, c.g.member, len(c.dels))
-		for _, k := range c.dels {
-			a = append(a, k.Consumer)
-		}
-		keys[i] = []string{c.g.h, c.g.z, f.m.dirKey(c.g.bucket)}
+	calls := f.order
+	keys := make([][]string, len(calls))
+	args := make([][]any, len(calls))
+	for i, c := range calls {
+		kb := f.m.known[c.bucket]
+		keys[i] = []string{f.m.bucketKey(c.bucket)}
+		a := make([]any, 0, 4+len(c.delf)+len(c.writes))
+		a = append(a, kb.epoch, f.fresh, kb.seq, len(c.delf))
+		a = append(a, c.delf...)
 		args[i] = append(a, c.writes...)
+		f.calls[c.bucket] = nil
 	}
-	cmds := f.m.evalAll(f.ctx, f.m.merge, keys, args)
+	f.order, f.count = nil, 0
+	f.wait()
+	done := make(chan []*redis.Cmd, 1)
+	go func() { done <- f.m.evalAll(f.ctx, f.m.merge, keys, args) }()
+	f.inFlight = func() {
+		cmds := <-done
+		for i, c := range calls {
+			f.settle(c, cmds[i])
+		}
+	}
 	f.st.Pipelines++
-	for i, c := range f.order {
-		f.settle(c, cmds[i])
+}
+
+// wait settles the batch in flight, if any.
+func (f *flush) wait() {
+	if settle := f.inFlight; settle != nil {
+		f.inFlight = nil
+		settle()
 	}
-	clear(f.calls)
-	f.order, f.count = f.order[:0], 0
 }
 
 // fail records that bucket b could not be written.
@@ -177,7 +197,7 @@ func (f *flush) settle(c *call, cmd *redis.Cmd) {
 		err = errBadReply
 	}
 	if err != nil {
-		f.fail(c.g.bucket, err)
+		f.fail(c.bucket, err)
 		for _, k := range c.keys {
 			f.m.reg.MarkChanged(k)
 		}
@@ -189,19 +209,19 @@ func (f *flush) settle(c *call, cmd *redis.Cmd) {
 	seq, _ := res[1].(int64)
 	lost, _ := res[2].(int64)
 	n, _ := res[3].(int64)
-	kb := &f.m.known[c.g.bucket]
+	kb := &f.m.known[c.bucket]
 	if lost == 1 || ep != kb.epoch {
 		*kb = bucketState{epoch: ep, seq: seq}
 	} else {
 		kb.seq = max(kb.seq, seq)
 	}
 	if lost == 1 {
-		f.lost = append(f.lost, c.g.bucket)
+		f.lost = append(f.lost, c.bucket)
 		f.st.Lost++
 	}
 	f.st.Consumers += int(n)
 	f.st.Deleted += len(c.dels)
-	f.st.Groups++
+	f.st.Calls++
 }
 
 // checkBuckets reads the loss marker of every bucket this mirror wrote
@@ -221,7 +241,7 @@ func (f *flush) checkBuckets() {
 	p := m.rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(bs))
 	for i, b := range bs {
-		cmds[i] = p.HMGet(f.ctx, m.dirKey(b), "epoch", "seq")
+		cmds[i] = p.HMGet(f.ctx, m.bucketKey(b), "epoch", "seq")
 	}
 	m.exec(f.ctx, p)
 	var lost []int

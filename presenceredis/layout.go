@@ -12,26 +12,24 @@ import (
 	"github.com/seed351623e9/presence"
 )
 
-// Key layout. Groups are spread over Buckets buckets; bucket b lives in one
-// Redis Cluster slot, slot(b), through a hash tag that every key of the
-// bucket carries:
+// Key layout. Consumers are spread over Buckets buckets by their group, so
+// that a group's consumers share a bucket. Bucket b is one hash, in one
+// Redis Cluster slot through its hash tag T:
 //
-//	PREFIX:{T}:d     hash: the bucket's directory and loss marker
-//	                   "epoch" -> a random token, made when the hash is made
-//	                   "seq"   -> a counter that every merge increments
-//	                   MEMBER  -> "1" for every group of the bucket
-//	PREFIX:{T}:G:h   hash: consumer -> "registered heartbeat active leases"
-//	PREFIX:{T}:G:z   sorted set: consumer scored by heartbeat, in ms
+//	PREFIX:{T}   hash: the bucket's consumers and its loss marker
+//	               "epoch" -> a random token, made when the hash is made
+//	               "seq"   -> a counter that every merge increments
+//	               FIELD   -> the record of a consumer (see encodeRecord)
 //
-// T is the bucket's tag, G the hex xxhash of the group's MEMBER string,
-// len(queue) ":" queue group, and a group's bucket is that hash modulo
-// Buckets. Directory fields that are not members never contain ':', so they
-// cannot collide with a MEMBER.
+// FIELD is len(queue) ":" len(group) ":" queue group consumer; the bucket
+// is the xxhash of len(queue) ":" queue group, modulo Buckets. The marker
+// fields contain no ':' and cannot collide with a FIELD.
 //
-// So one script call updates a group and its bucket's directory atomically,
-// in one slot; the directory is Buckets keys on as many slots rather than
-// one hot key; and a read of everything is one command per bucket, sent to
-// each master in one pipeline.
+// So one script call updates a batch of a bucket's consumers and checks
+// its marker atomically, in one slot; the data is Buckets keys on as many
+// slots, with no directory and no hot key; and a read of everything is one
+// HGETALL per bucket, sent to each master in one pipeline. The marker lives
+// in the hash it guards: a master that loses the bucket loses its marker.
 
 // Buckets is the number of directory buckets. Their slots are spread evenly
 // over the 16384 slots of a Redis Cluster (64 apart), so that any split of
@@ -89,55 +87,62 @@ func keySlot(key string) int {
 	return int(crc) % slotCount
 }
 
-// group names one (queue, group) in Redis.
-type group struct {
-	member string // len(queue) ":" queue group: its field in the directory
-	bucket int
-	h, z   string
+// groupPrefix returns the start of the fields of group (q, g), and the
+// group's bucket.
+func groupPrefix(q, g string) (prefix string, bucket int) {
+	lq := strconv.Itoa(len(q))
+	bucket = int(xxhash.Sum64String(lq+":"+q+g) % Buckets)
+	return lq + ":" + strconv.Itoa(len(g)) + ":" + q + g, bucket
 }
-
-func (m *Mirror) groupOf(q, g string) group {
-	member := memberOf(q, g)
-	sum := xxhash.Sum64String(member)
-	b := int(sum % Buckets)
-	base := m.bucketBase[b] + strconv.FormatUint(sum, 16)
-	return group{member: member, bucket: b, h: base + ":h", z: base + ":z"}
-}
-
-func memberOf(q, g string) string { return strconv.Itoa(len(q)) + ":" + q + g }
 
 // bucketOf returns the bucket of group (q, g).
-func bucketOf(q, g string) int { return int(xxhash.Sum64String(memberOf(q, g)) % Buckets) }
+func bucketOf(q, g string) int {
+	_, b := groupPrefix(q, g)
+	return b
+}
 
-// dirKey returns the directory key of bucket b.
-func (m *Mirror) dirKey(b int) string { return m.bucketBase[b] + "d" }
+// fieldOf returns k's field in its bucket's hash, and the bucket.
+func fieldOf(k presence.Key) (string, int) {
+	prefix, b := groupPrefix(k.Queue, k.Group)
+	return prefix + k.Consumer, b
+}
 
-func bucketBases(prefix string) (out [Buckets]string) {
+// bucketKey returns the key of bucket b's hash.
+func (m *Mirror) bucketKey(b int) string { return m.bucketKeys[b] }
+
+func bucketKeys(prefix string) (out [Buckets]string) {
 	tags := bucketTags()
 	for b := range out {
-		out[b] = prefix + ":{" + tags[b] + "}:"
+		out[b] = prefix + ":{" + tags[b] + "}"
 	}
 	return out
 }
 
-func parseMember(member string) (presence.GroupKey, bool) {
-	i := strings.IndexByte(member, ':')
-	if i <= 0 {
-		return presence.GroupKey{}, false
+// parseField returns the key of a consumer's field; ok is false for the
+// marker fields and anything else that is not a field.
+func parseField(f string) (k presence.Key, ok bool) {
+	lq, rest, ok1 := strings.Cut(f, ":")
+	lg, rest, ok2 := strings.Cut(rest, ":")
+	nq, err1 := strconv.Atoi(lq)
+	ng, err2 := strconv.Atoi(lg)
+	if !ok1 || !ok2 || err1 != nil || err2 != nil || nq < 0 || ng < 0 || nq > len(rest) || ng > len(rest)-nq {
+		return presence.Key{}, false
 	}
-	n, err := strconv.Atoi(member[:i])
-	rest := member[i+1:]
-	if err != nil || n < 0 || n > len(rest) {
-		return presence.GroupKey{}, false
-	}
-	return presence.GroupKey{Queue: rest[:n], Group: rest[n:]}, true
+	return presence.Key{Queue: rest[:nq], Group: rest[nq : nq+ng], Consumer: rest[nq+ng:]}, true
 }
 
 // encodeTime writes ns as a 20-digit offset-binary decimal: string order is
 // time order, and math.MinInt64 (no active time) is all zeros.
-func encodeTime(ns int64) string {
-	s := strconv.FormatUint(uint64(ns)^(1<<63), 10)
-	return strings.Repeat("0", 20-len(s)) + s
+func encodeTime(ns int64) string { return string(appendTime(nil, ns)) }
+
+// appendTime appends encodeTime(ns) to dst.
+func appendTime(dst []byte, ns int64) []byte {
+	var digits [20]byte
+	d := strconv.AppendUint(digits[:0], uint64(ns)^(1<<63), 10)
+	for range 20 - len(d) {
+		dst = append(dst, '0')
+	}
+	return append(dst, d...)
 }
 
 func decodeTime(s string) (int64, bool) {
@@ -155,8 +160,29 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// score is a heartbeat in milliseconds, exact in a float64 for any date.
-func score(ns int64) float64 { return float64(ns / 1e6) }
+// recordLen is the length of every record.
+const recordLen = 3*21 + 10
+
+// encodeRecord returns the stored record of c, "registered heartbeat
+// active leases": the times as encodeTime writes them, the leases as 10
+// zero-padded digits. Every field is at a fixed offset, so that the merge
+// script cuts them out without parsing. At 73 bytes, a record is also over
+// Redis's default hash-max-listpack-value (64), so that a group's hash is
+// a hash table, where writing a field costs O(1) rather than a scan of the
+// group.
+func encodeRecord(c presence.Consumer) string {
+	var buf [recordLen]byte
+	b := buf[:0]
+	for _, t := range [3]time.Time{c.RegisteredAt, c.LastHeartbeat, c.LastActive} {
+		b = append(appendTime(b, unixNano(t)), ' ')
+	}
+	var digits [10]byte
+	d := strconv.AppendUint(digits[:0], uint64(c.Leases), 10)
+	for range 10 - len(d) {
+		b = append(b, '0')
+	}
+	return string(append(b, d...))
+}
 
 func decodeRecord(k presence.Key, v string) (presence.Consumer, bool) {
 	f := strings.Fields(v)

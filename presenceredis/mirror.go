@@ -12,11 +12,10 @@
 // is the registry itself; the flusher retries with backoff and the state
 // converges when Redis is back.
 //
-// Layout. Groups are spread over [Buckets] buckets, each in one Redis
-// Cluster slot (see layout.go): a group's hash of records and sorted set of
-// heartbeats share their bucket's hash tag with the bucket's directory,
-// which also holds the bucket's epoch. One script call updates a group and
-// its directory atomically, and no command crosses slots.
+// Layout. Consumers are spread by group over [Buckets] hashes, each in one
+// Redis Cluster slot, which also hold each bucket's loss marker (see
+// layout.go). One script call merges a batch of a bucket's consumers and
+// checks its marker atomically, and no command crosses slots.
 //
 // Consistency. The merge runs in Redis, in a Lua script: for each consumer
 // the later heartbeat (with its leases) and active time and the earlier
@@ -58,7 +57,10 @@ type Options struct {
 	// that writes Redis acknowledged and then lost unnoticed are repaired;
 	// default 5m, negative disables.
 	ResyncEvery time.Duration
-	// BatchConsumers bounds the consumers one pipeline carries; default 2000.
+	// BatchConsumers bounds the consumers (and deletes) one pipeline
+	// carries, about 100 bytes each; default 10000. A batch is split
+	// into one script call per bucket, so larger batches mean fewer,
+	// larger calls.
 	BatchConsumers int
 	// Logger receives failed flushes; default slog.Default().
 	Logger *slog.Logger
@@ -78,7 +80,7 @@ type Mirror struct {
 	rdb        redis.UniversalClient
 	cluster    *redis.ClusterClient // rdb, if it is one
 	opt        Options
-	bucketBase [Buckets]string
+	bucketKeys [Buckets]string
 	merge      *redis.Script
 	prune      *redis.Script
 
@@ -87,15 +89,11 @@ type Mirror struct {
 
 	onFlush  func(FlushStats, error) // for tests: called by Run after each flush
 	answered atomic.Bool             // the last flush got a reply or a Redis error
-
-	leftMu sync.Mutex
-	left   map[presence.Key]struct{} // deregistered, not yet deleted in Redis
-	sub    *presence.Subscription
 }
 
 // New returns a Mirror of r into rdb, a *redis.Client or a
-// *redis.ClusterClient. It subscribes to r's events to propagate
-// deregistrations; call Close when done.
+// *redis.ClusterClient. From then on r records every deregistration for
+// the mirror to delete (see presence.Registry.CollectDeleted).
 func New(r *presence.Registry, rdb redis.UniversalClient, opt Options) *Mirror {
 	if opt.Prefix == "" {
 		opt.Prefix = "presence"
@@ -110,23 +108,19 @@ func New(r *presence.Registry, rdb redis.UniversalClient, opt Options) *Mirror {
 		opt.ResyncEvery = 5 * time.Minute
 	}
 	if opt.BatchConsumers <= 0 {
-		opt.BatchConsumers = 2000
+		opt.BatchConsumers = 10000
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
 	m := &Mirror{
-		reg: r, rdb: rdb, opt: opt, bucketBase: bucketBases(opt.Prefix),
+		reg: r, rdb: rdb, opt: opt, bucketKeys: bucketKeys(opt.Prefix),
 		merge: redis.NewScript(mergeScript), prune: redis.NewScript(pruneScript),
-		left: map[presence.Key]struct{}{},
 	}
 	m.cluster, _ = rdb.(*redis.ClusterClient)
-	m.sub = r.Subscribe(4096)
+	r.CollectDeleted(func(presence.Key) {}) // starts the recording
 	return m
 }
-
-// Close stops listening to the registry's events.
-func (m *Mirror) Close() { m.sub.Close() }
 
 // Run flushes every FlushInterval until ctx is done, then flushes once more
 // and returns ctx's error. A failed flush is logged. If no server answered
@@ -162,7 +156,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		case err != nil:
 			m.opt.Logger.Warn("presenceredis: flush failed", "err", err, "retry_in", wait)
 		default:
-			m.opt.Logger.Debug("presenceredis: flushed", "consumers", st.Consumers, "groups", st.Groups, "took", st.Took)
+			m.opt.Logger.Debug("presenceredis: flushed", "consumers", st.Consumers, "calls", st.Calls, "took", st.Took)
 		}
 		t.Reset(wait)
 	}

@@ -60,81 +60,51 @@ func (m *Mirror) Restore(ctx context.Context) (int, error) {
 }
 
 // Prune deletes, in Redis, every consumer whose last heartbeat is more than
-// 2·ttl before now (to the millisecond), and forgets groups left empty. It
-// runs one script per group, pipelined to every master at once, and
-// returns how many consumers it deleted.
+// 2·ttl before now, and returns how many it deleted. It runs one script per
+// bucket, pipelined to every master at once; each reads its whole bucket.
 func (m *Mirror) Prune(ctx context.Context, now time.Time, ttl time.Duration) (int, error) {
-	gs, failed := m.directory(ctx)
-	cut := score(now.UnixNano()) - float64(2*ttl/time.Millisecond)
-	keys := make([][]string, len(gs))
-	args := make([][]any, len(gs))
-	for i, g := range gs {
-		keys[i] = []string{g.h, g.z, m.dirKey(g.bucket)}
-		args[i] = []any{cut, g.member}
+	cut := encodeTime(now.Add(-2 * ttl).UnixNano())
+	keys := make([][]string, Buckets)
+	args := make([][]any, Buckets)
+	for b := range keys {
+		keys[b] = []string{m.bucketKey(b)}
+		args[b] = []any{cut}
 	}
+	failed := map[int]error{}
 	total := 0
-	for i, cmd := range m.evalAll(ctx, m.prune, keys, args) {
-		res, err := cmd.Int64Slice()
-		if err == nil && len(res) != 2 {
-			err = errBadReply
-		}
+	for b, cmd := range m.evalAll(ctx, m.prune, keys, args) {
+		n, err := cmd.Int()
 		if err != nil {
-			failed[gs[i].bucket] = err
+			failed[b] = err
 			continue
 		}
-		total += int(res[0])
+		total += n
 	}
 	return total, unavailable("prune", failed, len(failed) < Buckets)
 }
 
-// directory reads every bucket's directory, one command per bucket in one
-// pipeline (so one round trip to each master), and returns the groups it
-// lists, and the buckets it could not read.
-func (m *Mirror) directory(ctx context.Context) ([]group, map[int]error) {
+// each calls fn with every stored consumer (Age and State unset) of the
+// buckets it can read: one HGETALL per bucket, in one pipeline, so one
+// round trip to each master.
+func (m *Mirror) each(ctx context.Context, fn func(presence.Consumer)) error {
 	p := m.rdb.Pipeline()
 	var cmds [Buckets]*redis.MapStringStringCmd
 	for b := range cmds {
-		cmds[b] = p.HGetAll(ctx, m.dirKey(b))
+		cmds[b] = p.HGetAll(ctx, m.bucketKey(b))
 	}
 	m.exec(ctx, p)
 	failed := map[int]error{}
-	var gs []group
 	for b, cmd := range cmds {
 		if err := cmd.Err(); err != nil {
 			failed[b] = err
 			continue
 		}
-		for field := range cmd.Val() {
-			if gk, ok := parseMember(field); ok {
-				gs = append(gs, m.groupOf(gk.Queue, gk.Group))
+		for field, v := range cmd.Val() {
+			k, ok := parseField(field)
+			if !ok {
+				continue // the loss marker
 			}
-		}
-	}
-	return gs, failed
-}
-
-// each calls fn with every stored consumer (Age and State unset) of the
-// buckets it can read: two round trips to each master, one for the
-// directories and one for the groups' hashes.
-func (m *Mirror) each(ctx context.Context, fn func(presence.Consumer)) error {
-	gs, failed := m.directory(ctx)
-	p := m.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(gs))
-	for i, g := range gs {
-		cmds[i] = p.HGetAll(ctx, g.h)
-	}
-	if len(gs) > 0 {
-		m.exec(ctx, p)
-	}
-	for i, cmd := range cmds {
-		if err := cmd.Err(); err != nil {
-			failed[gs[i].bucket] = err
-			continue
-		}
-		gk, _ := parseMember(gs[i].member)
-		for consumer, v := range cmd.Val() {
-			c, ok := decodeRecord(presence.Key{Queue: gk.Queue, Group: gk.Group, Consumer: consumer}, v)
-			if ok {
+			if c, ok := decodeRecord(k, v); ok {
 				fn(c)
 			}
 		}

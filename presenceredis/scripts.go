@@ -1,66 +1,82 @@
 package presenceredis
 
-// The Lua scripts. Each touches one group's two keys and its bucket's
-// directory, which share a hash tag, so each runs atomically in one slot.
+// The Lua scripts. Each touches one bucket's keys, which share a hash tag,
+// so each runs atomically in one slot.
 
-// mergeScript writes one batch of a group.
+// mergeScript writes one batch of one bucket.
 //
-//	KEYS  h, z, d
-//	ARGV  known epoch ("" if none), fresh epoch, known seq, member,
-//	      ndel, ndel consumers to delete,
-//	      then per consumer: name, registered, heartbeat, active, leases, score
+//	KEYS  the bucket's hash
+//	ARGV  known epoch ("" if none), fresh epoch, known seq, ndel,
+//	      ndel fields to delete, then field and record of each write
 //
-// It first checks the bucket: if the mirror knew an epoch and the directory
-// now holds none or another, or its seq went back, the bucket lost data
-// (lost = 1). Then it deletes, then merges each consumer: the later
-// heartbeat (with its leases and score) and active time and the earlier
-// registration win. Times are fixed-width decimals, compared as strings.
-// It returns {epoch, seq, lost, written}.
+// It first checks the bucket: if the mirror knew an epoch and the hash now
+// holds none or another, or its seq went back, the bucket lost data
+// (lost = 1). Then it deletes, then merges each written record with the
+// stored one: the later heartbeat (with its leases) and active time and the
+// earlier registration win. Records are fixed-width (see encodeRecord), so
+// each time is a substring compared as a string. Every 1000 writes cost one
+// HMGET and one HSET (unpack stays under Lua's limit of 8000 values). It
+// returns {epoch, seq, lost, written}.
 const mergeScript = `
-local ep = redis.call('HGET', KEYS[3], 'epoch')
+local h = KEYS[1]
+local ep = redis.call('HGET', h, 'epoch')
 local lost = 0
 if not ep then
   ep = ARGV[2]
-  redis.call('HSET', KEYS[3], 'epoch', ep)
+  redis.call('HSET', h, 'epoch', ep)
   if ARGV[1] ~= '' then lost = 1 end
 elseif ARGV[1] ~= '' and ep ~= ARGV[1] then
   lost = 1
 end
-local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+local seq = redis.call('HINCRBY', h, 'seq', 1)
 if ARGV[1] ~= '' and seq <= tonumber(ARGV[3]) then lost = 1 end
-local ndel = tonumber(ARGV[5])
-for i = 6, 5 + ndel do
-  redis.call('HDEL', KEYS[1], ARGV[i])
-  redis.call('ZREM', KEYS[2], ARGV[i])
+local sub = string.sub
+-- merge returns the record to store for new record rec over stored v.
+local function merge(v, rec)
+  if not v or #v ~= 73 then return rec end
+  local hb, chb = sub(rec, 22, 41), sub(v, 22, 41)
+  local reg, creg = sub(rec, 1, 20), sub(v, 1, 20)
+  local act, cact = sub(rec, 43, 62), sub(v, 43, 62)
+  if chb <= hb and creg >= reg and cact <= act then return rec end
+  local leases = sub(rec, 64)
+  if chb > hb then hb = chb; leases = sub(v, 64) end
+  if creg < reg then reg = creg end
+  if cact > act then act = cact end
+  return reg .. ' ' .. hb .. ' ' .. act .. ' ' .. leases
 end
-local n = 0
-for i = 6 + ndel, #ARGV, 6 do
-  local c, reg, hb, act, leases, score = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]
-  local cur = redis.call('HGET', KEYS[1], c)
-  if cur then
-    local creg, chb, cact, cleases = string.match(cur, '^(%d+) (%d+) (%d+) (%d+)$')
-    if creg then
-      if creg < reg then reg = creg end
-      if chb > hb then hb = chb; leases = cleases; score = nil end
-      if cact > act then act = cact end
-    end
+local ndel = tonumber(ARGV[4])
+for s = 5, 4 + ndel, 1000 do
+  redis.call('HDEL', h, unpack(ARGV, s, math.min(s + 999, 4 + ndel)))
+end
+local first = 5 + ndel
+local nw = (#ARGV - first + 1) / 2
+for s = 0, nw - 1, 1000 do
+  local e = math.min(s + 999, nw - 1)
+  local names = {}
+  for i = s, e do names[#names + 1] = ARGV[first + 2 * i] end
+  local cur = redis.call('HMGET', h, unpack(names))
+  local hs = {}
+  for i = s, e do
+    hs[#hs + 1] = names[i - s + 1]
+    hs[#hs + 1] = merge(cur[i - s + 1], ARGV[first + 2 * i + 1])
   end
-  redis.call('HSET', KEYS[1], c, reg .. ' ' .. hb .. ' ' .. act .. ' ' .. leases)
-  if score then redis.call('ZADD', KEYS[2], score, c) end
-  n = n + 1
+  redis.call('HSET', h, unpack(hs))
 end
-if n > 0 then redis.call('HSET', KEYS[3], ARGV[4], '1') end
-return {ep, seq, lost, n}
+return {ep, seq, lost, nw}
 `
 
-// pruneScript deletes a group's consumers scored below ARGV[1] and, if the
-// group is left empty, its directory entry ARGV[2]. It returns {deleted,
-// left}.
+// pruneScript deletes the consumers of bucket hash KEYS[1] whose heartbeat
+// is before ARGV[1] (a time as encodeTime writes it), and returns how many.
+// It reads the whole bucket: its cost grows with the bucket's size.
 const pruneScript = `
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
-for _, c in ipairs(dead) do redis.call('HDEL', KEYS[1], c) end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
-local left = redis.call('HLEN', KEYS[1])
-if left == 0 then redis.call('HDEL', KEYS[3], ARGV[2]) end
-return {#dead, left}
+local all = redis.call('HGETALL', KEYS[1])
+local dead = {}
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  if #v == 73 and string.sub(v, 22, 41) < ARGV[1] then dead[#dead + 1] = all[i] end
+end
+for s = 1, #dead, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(dead, s, math.min(s + 999, #dead)))
+end
+return #dead
 `
