@@ -315,6 +315,7 @@ func (r *Registry) Deregister(k Key) bool {
 	// Recorded before the entry is retired, so that a registration that
 	// replaces it finds the record and drops it.
 	r.dels.record(sl.h, mk.k)
+	pause(hookDeregisterRecorded)
 	return r.remove(sl.s, mk, nil, 0, EventLeft, nanotime.None)
 }
 
@@ -347,6 +348,7 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 				r.observe(s, mk, e, st, ns)
 				return true
 			}
+			pause(hookBeforeRetire)
 			if r.remove(s, mk, e, hb, EventExpired, ns) {
 				if future {
 					r.clockSteps.Add(1)
