@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,5 +190,77 @@ func TestEntryBlockSize(t *testing.T) {
 	runtime.KeepAlive(es)
 	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 48 {
 		t.Fatalf("%d bytes per entry, want 48", per)
+	}
+}
+
+// On one P, so that the goroutines below take turns only where one blocks
+// or yields: a Load that finds a beat between its two writes waits for the
+// beat to finish, yielding meanwhile, and returns the beat's lease count
+// with its time. The beat is paused at TestHookAfterTimeCAS and resumed
+// only after the reader has started its Load and yielded 50 times, so a
+// Load that does not wait, or stops yielding and gives up, reads the old
+// lease count every time.
+func TestLoadWaitsForBeatInFlight(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	e := New("q", "g", "c", 10, 3)
+	paused, resume := make(chan struct{}), make(chan struct{})
+	TestHookAfterTimeCAS = func() {
+		close(paused)
+		<-resume
+	}
+	defer func() { TestHookAfterTimeCAS = nil }()
+	wrote := make(chan struct{})
+	go func() {
+		e.Refresh(20, 5)
+		close(wrote)
+	}()
+	<-paused
+	TestHookAfterTimeCAS = nil
+
+	reading := make(chan struct{}, 1)
+	got := make(chan State, 1)
+	go func() {
+		reading <- struct{}{} // the test goroutine runs again only when this one yields
+		st, _ := e.Load()
+		got <- st
+	}()
+	<-reading
+	for i := 0; i < 50; i++ { // the beat stays paused for many of the reader's yields
+		runtime.Gosched()
+	}
+	close(resume)
+	<-wrote
+	if st := <-got; st != (State{Registered: 10, HB: 20, Active: 20, Leases: 5}) {
+		t.Fatalf("Load() = %+v during a beat to 20 with 5 leases", st)
+	}
+}
+
+// A Load that finds the entry consistent returns at once, without
+// yielding the processor: on one P, a goroutine that counts its turns gets
+// none while the test goroutine loads.
+func TestLoadOfQuietEntryNeverYields(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	e := New("q", "g", "c", 10, 6) // 6: lease bits other than the lowest
+	e.Refresh(11, 6)
+	var turns, stop atomic.Int64
+	started := make(chan struct{})
+	go func() {
+		close(started)
+		for stop.Load() == 0 {
+			turns.Add(1)
+			runtime.Gosched()
+		}
+	}()
+	<-started
+	before := turns.Load()
+	for i := 0; i < 100; i++ {
+		if st, _ := e.Load(); st.Leases != 6 || st.HB != 11 {
+			t.Fatalf("Load() = %+v", st)
+		}
+	}
+	after := turns.Load()
+	stop.Store(1)
+	if after != before {
+		t.Fatalf("100 Loads of a quiet entry yielded %d times", after-before)
 	}
 }
