@@ -116,6 +116,9 @@ func TestCheckpointCRCCatchesKeyBitFlip(t *testing.T) {
 
 	readFromBoth(t, "key bit flip", flipped, func(err error, unchanged bool, _ *presence.Registry) {
 		assert.ErrorIs(t, err, presence.ErrBadCheckpoint)
+		// The message names where the damaged block's payload starts:
+		// after the 12-byte header and the block's 8-byte frame.
+		assert.ErrorContains(t, err, "block checksum mismatch at byte 20")
 		assert.True(t, unchanged, "a checkpoint with a bad CRC changed the registry")
 	})
 
