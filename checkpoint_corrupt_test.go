@@ -3,6 +3,7 @@ package presence_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math"
@@ -115,6 +116,9 @@ func TestCheckpointCRCCatchesKeyBitFlip(t *testing.T) {
 
 	readFromBoth(t, "key bit flip", flipped, func(err error, unchanged bool, _ *presence.Registry) {
 		assert.ErrorIs(t, err, presence.ErrBadCheckpoint)
+		// The message names where the damaged block's payload starts:
+		// after the 12-byte header and the block's 8-byte frame.
+		assert.ErrorContains(t, err, "block checksum mismatch at byte 20")
 		assert.True(t, unchanged, "a checkpoint with a bad CRC changed the registry")
 	})
 
@@ -236,4 +240,42 @@ func TestMergeRefusesRowsOutOfOrder(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, presence.Consumer{Key: present, RegisteredAt: at, LastHeartbeat: at, LastActive: at, Leases: 2}, c)
 	assert.Equal(t, 1, r.Len())
+}
+
+// blockSizes returns the payload sizes of a checkpoint's blocks.
+func blockSizes(t *testing.T, data []byte) []int {
+	t.Helper()
+	var sizes []int
+	for b := data[12:]; ; {
+		require.GreaterOrEqual(t, len(b), 4)
+		n := int(binary.LittleEndian.Uint32(b))
+		if n == 0 {
+			return sizes
+		}
+		sizes = append(sizes, n)
+		b = b[8+n:]
+	}
+}
+
+// WriteTo cuts a block at the record that takes it to 64 KiB or more: every
+// block but the last holds at least 64 KiB and less than 64 KiB plus one
+// record, so that a checkpoint costs 8 bytes of framing per 64 KiB.
+func TestCheckpointBlocksAreFull(t *testing.T) {
+	const target = 64 << 10
+	src := presence.New()
+	for i := 0; i < 6000; i++ {
+		beat(t, src, key("queue", "group", fmt.Sprintf("consumer-%05d", i)), uint32(i), t0)
+	}
+	data := checkpoint(t, src)
+	sizes := blockSizes(t, data)
+	require.Greater(t, len(sizes), 2)
+	total := 0
+	for i, n := range sizes {
+		total += n
+		if i < len(sizes)-1 {
+			assert.GreaterOrEqual(t, n, target, "block %d", i)
+			assert.Less(t, n, target+64, "block %d", i)
+		}
+	}
+	assert.Equal(t, len(data), 12+8*len(sizes)+total+16)
 }

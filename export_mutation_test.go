@@ -8,3 +8,20 @@ func (r *Registry) Subscribers() int {
 	}
 	return 0
 }
+
+// The pause points of hooks.go, for tests.
+const (
+	HookRowRead            = hookRowRead
+	HookBeforeRetire       = hookBeforeRetire
+	HookDeregisterRecorded = hookDeregisterRecorded
+)
+
+// HookPoint names a pause point.
+type HookPoint = hookPoint
+
+// SetTestHook makes every pause point call f, until the returned function
+// is called. f runs on whichever goroutine reaches the point.
+func SetTestHook(f func(HookPoint)) (clear func()) {
+	testHook = f
+	return func() { testHook = nil }
+}

@@ -1,5 +1,3 @@
-//go:build presencehooks
-
 package presence_test
 
 import (
@@ -56,22 +54,16 @@ func TestHookDeregisterPausedBeforeRetire(t *testing.T) {
 	r.CollectDeleted(func(presence.Key) {}) // start recording
 	require.NoError(t, r.Heartbeat(k, 0, t0))
 
-	paused, resume := make(chan struct{}), make(chan struct{})
-	entry.TestHookBeforeRetire = func() { close(paused); <-resume }
-	defer func() { entry.TestHookBeforeRetire = nil }()
-	done := make(chan bool)
-	go func() { done <- r.Deregister(k) }()
-	<-paused
-
 	copyOf := map[presence.Key]bool{}
 	round := func() {
 		r.CollectDeleted(func(k presence.Key) { delete(copyOf, k) })
 		r.CollectChanged(func(c presence.Consumer) { copyOf[c.Key] = true })
 	}
-	round() // the row is written; the record is left for later
-	entry.TestHookBeforeRetire = nil
-	close(resume)
-	require.True(t, <-done)
+	// The pause point is reached on Deregister's goroutine and under no
+	// lock, so the round runs right there.
+	clear := onceAt(presence.HookDeregisterRecorded, round) // the row is written; the record is left for later
+	require.True(t, r.Deregister(k))
+	require.True(t, clear(), "Deregister did not reach its pause point")
 	round()
 	assert.False(t, copyOf[k], "the deregistration was lost")
 }

@@ -1,5 +1,3 @@
-//go:build presencehooks
-
 package presence_test
 
 import (

@@ -311,6 +311,7 @@ func (r *Registry) Deregister(k Key) bool {
 	// The map key's strings are the entry's own, not k's, so that the map
 	// never keeps a reference to the caller's memory.
 	mk := mkey{h: sl.h, k: entryKey(sl.e)}
+	pause(hookDeregisterRecorded)
 	if !r.remove(sl.s, mk, nil, 0, EventLeft, nanotime.None) {
 		return false
 	}
@@ -349,6 +350,7 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 				r.observe(s, mk, e, st, ns)
 				return true
 			}
+			pause(hookBeforeRetire)
 			if r.remove(s, mk, e, hb, EventExpired, ns) {
 				if future {
 					r.clockSteps.Add(1)

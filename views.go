@@ -42,6 +42,7 @@ func row(k Key, e *entry.Entry, now int64, ttl time.Duration) (Consumer, bool) {
 	if !ok {
 		return Consumer{}, false
 	}
+	pause(hookRowRead)
 	age, state := classifyAt(now, st.HB, ttl)
 	return Consumer{
 		Key:           k,

@@ -1,0 +1,37 @@
+package presence
+
+// Pause points for tests
+//
+// A race between two operations that lasts a few instructions is too rare
+// to hit by chance, so a concurrency test that waits for it passes whether
+// or not the protocol is right. Each point below lets a test run code at the
+// exact moment the race needs (typically a heartbeat of the same consumer),
+// so that a broken protocol fails the test every time, in a plain go test.
+// Unset, a point costs one load and one predicted branch; none is on the
+// refresh path (the entry's own points are in internal/entry/hooks.go). A
+// point is never reached under a bucket lock, so a test may run any
+// registry operation from it.
+
+// hookPoint names a pause point.
+type hookPoint uint8
+
+const (
+	// hookRowRead: row has read an entry's state and not yet returned it.
+	hookRowRead hookPoint = iota + 1
+	// hookBeforeRetire: PruneExpired has found an entry expired and not
+	// yet removed it.
+	hookBeforeRetire
+	// hookDeregisterRecorded: Deregister has found its entry and not yet
+	// retired it or recorded the deletion for mirrors.
+	hookDeregisterRecorded
+)
+
+// testHook is set only by tests (export_mutation_test.go), before the
+// goroutines it pauses start and cleared after they end.
+var testHook func(hookPoint)
+
+func pause(p hookPoint) {
+	if f := testHook; f != nil {
+		f(p)
+	}
+}
