@@ -330,9 +330,10 @@ func (r *Registry) Deregister(k Key) bool {
 // past t + 2·ttl, whatever time a faulty clock stamped on a later beat.
 //
 // It visits the shards one at a time, like Snapshot, in O(n), and takes the
-// bucket lock of each consumer it removes. A heartbeat that races with the removal of its consumer
-// is never lost: either the heartbeat lands first and the consumer stays, or
-// the removal does and the heartbeat registers the consumer again.
+// bucket lock of each consumer it removes. A heartbeat that races with the
+// removal of its consumer is never lost: either the heartbeat lands first
+// and the consumer stays, or the removal does and the heartbeat registers
+// the consumer again.
 //
 // Each pass also emits the Stale, Revived and Expired events of the consumers
 // it visits (see EventKind). Run it on a timer with a Sweeper.

@@ -271,22 +271,25 @@ type State struct {
 	Leases                 uint32
 }
 
-// loadSpins bounds how often Load retries a reading that a beat in flight
-// made inconsistent before it settles for the times alone; see Load.
-const loadSpins = 1 << 12
+// loadPatience bounds how long Load waits for a beat in flight before it
+// settles for the times alone; see Load.
+const loadPatience = 250 * time.Millisecond
 
 // Load returns the entry's current state, or false if it is retired. It
 // takes no lock and never makes a writer wait: it reads hb, the lease word,
 // active and registered, then hb again, and retries while hb moved or the
 // lease word carries the tag of another time, which happens while a beat is
-// between its two writes (for a few instructions, unless its goroutine is
-// descheduled there; Load yields the processor after a few tries).
+// between its two writes. That lasts a few instructions, unless the beat's
+// thread is descheduled there, so Load spins a little, then yields the
+// processor, then sleeps, for up to loadPatience in all.
 //
-// Active and Registered are clamped to HB, so the times are in order even
-// if a beat moved hb between the loads of a retry that was given up. That
-// only happens after loadSpins tries, when hb's writer has stalled for a
-// long time; the lease count may then be that of an earlier beat.
+// Active and Registered are clamped to HB, so the times are in order even if
+// Load gives up waiting. It only does after loadPatience, for a writer
+// stalled that long (or an ABA of clock corrections that brings hb back to
+// a time it held, which leaves nobody to write the lease word); the lease
+// count may then be that of an earlier beat.
 func (e *Entry) Load() (State, bool) {
+	var waited time.Duration
 	for i := 0; ; i++ {
 		hb := e.hb.Load()
 		if hb == nanotime.None {
@@ -295,13 +298,17 @@ func (e *Entry) Load() (State, bool) {
 		w := e.lw.Load()
 		active := e.active.Load()
 		registered := e.registered.Load()
-		if e.hb.Load() != hb || w&^(1<<32-1) != tagOf(hb) {
-			if i < loadSpins {
-				if i >= 8 {
-					runtime.Gosched()
-				}
-				continue
+		if (e.hb.Load() != hb || w&^(1<<32-1) != tagOf(hb)) && waited < loadPatience {
+			switch {
+			case i < 16:
+			case i < 1024:
+				runtime.Gosched()
+			default:
+				d := time.Duration(min(i-1023, 1000)) * time.Microsecond
+				time.Sleep(d)
+				waited += d
 			}
+			continue
 		}
 		st := State{Registered: min(registered, hb), HB: hb, Active: min(active, hb), Leases: uint32(w)}
 		if st.Leases > 0 {
