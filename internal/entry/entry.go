@@ -298,7 +298,11 @@ func (e *Entry) Load() (State, bool) {
 		w := e.lw.Load()
 		active := e.active.Load()
 		registered := e.registered.Load()
-		if (e.hb.Load() != hb || w&^(1<<32-1) != tagOf(hb)) && waited < loadPatience {
+		again := e.hb.Load()
+		if again == nanotime.None {
+			return State{}, false // retired meanwhile
+		}
+		if (again != hb || w&^(1<<32-1) != tagOf(hb)) && waited < loadPatience {
 			switch {
 			case i < 16:
 			case i < 1024:
