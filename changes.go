@@ -27,6 +27,7 @@ import (
 // If fn cannot deliver a row, call MarkChanged so that the next call
 // passes it again. CollectChanged costs O(n).
 func (r *Registry) CollectChanged(fn func(Consumer)) int {
+	r.mustBeMade()
 	n := 0
 	var members []*entry.Entry
 	r.ix.groups.Range(func(_ GroupKey, g *group) bool {
