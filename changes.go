@@ -27,6 +27,7 @@ import (
 // If fn cannot deliver a row, call MarkChanged so that the next call
 // passes it again. CollectChanged costs O(n).
 func (r *Registry) CollectChanged(fn func(Consumer)) int {
+	r.mustBeMade()
 	n := 0
 	var members []*entry.Entry
 	r.ix.groups.Range(func(_ GroupKey, g *group) bool {
@@ -169,6 +170,7 @@ func (d *deletions) record(h uint64, k Key) {
 // fn runs under the lock of a part of the records: it must not call
 // Deregister or MarkDeleted, and should not block.
 func (r *Registry) CollectDeleted(fn func(Key)) int {
+	r.mustBeMade()
 	d := &r.dels
 	d.on.Store(true)
 	n := 0
@@ -192,5 +194,6 @@ func (r *Registry) CollectDeleted(fn func(Key)) int {
 // meanwhile, the next CollectDeleted passes it and marks it changed, so the
 // mirror deletes it and writes its new row.
 func (r *Registry) MarkDeleted(k Key) {
+	r.mustBeMade()
 	r.dels.record(hashKey(r.seed, &k), k)
 }
