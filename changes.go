@@ -197,3 +197,12 @@ func (r *Registry) MarkDeleted(k Key) {
 	r.mustBeMade()
 	r.dels.record(hashKey(r.seed, &k), k)
 }
+
+// At returns c with Age and State computed for now and ttl, as the
+// registry's own reads compute them: Age is now minus LastHeartbeat, never
+// negative and saturating at the largest Duration, and State classifies it
+// (see Classify). A mirror calls it on rows it reads back from elsewhere.
+func (c Consumer) At(now time.Time, ttl time.Duration) Consumer {
+	c.Age, c.State = classifyAt(nanotime.FromTime(now), nanotime.FromTime(c.LastHeartbeat), ttl)
+	return c
+}

@@ -186,6 +186,31 @@ func beatAll(t *testing.T, r *presence.Registry, keys []presence.Key, stop chan 
 	return func() time.Time { <-done; return time.Unix(0, last.Load()).UTC() }
 }
 
+// timeline logs the flushes from killed on, and returns the time of the
+// first good flush after the cluster was ok again, how many flushes that
+// took, and how many flushes were partial.
+func timeline(t *testing.T, evs []flushEvent, killed, ok time.Time) (firstOK time.Time, afterOK, partial int) {
+	for _, e := range evs {
+		if e.at.Before(killed) {
+			continue
+		}
+		t.Logf("%+6.2fs  took=%-6v consumers=%-5d lost=%-3d failed=%-3d err=%.80v", e.at.Sub(killed).Seconds(),
+			e.st.Took.Round(time.Millisecond), e.st.Consumers, e.st.Lost, e.st.Failed, e.err)
+		if errors.Is(e.err, ErrPartial) {
+			partial++
+		}
+		if e.at.After(ok) && firstOK.IsZero() {
+			afterOK++
+			if e.err == nil {
+				firstOK = e.at
+			}
+		}
+	}
+	t.Logf("killed at 0s; cluster_state:ok at %.2fs; first good flush after it at %.2fs (%.2fs later, flush %d after ok)",
+		ok.Sub(killed).Seconds(), firstOK.Sub(killed).Seconds(), firstOK.Sub(ok).Seconds(), afterOK)
+	return firstOK, afterOK, partial
+}
+
 // A master is SIGKILLed while the mirror flushes every second under
 // steady heartbeats. While it is down the other masters keep being
 // written and read (partial flushes and reads, never empty ones); its
@@ -240,27 +265,7 @@ func TestMasterKilledFailsOver(t *testing.T) {
 	cancel()
 	<-ran
 
-	// The timeline.
-	var firstOK time.Time
-	afterOK, partial := 0, 0
-	for _, e := range log.events() {
-		if e.at.Before(killed) {
-			continue
-		}
-		t.Logf("%+6.2fs  took=%-6v consumers=%-5d lost=%-3d failed=%-3d err=%.80v", e.at.Sub(killed).Seconds(),
-			e.st.Took.Round(time.Millisecond), e.st.Consumers, e.st.Lost, e.st.Failed, e.err)
-		if errors.Is(e.err, ErrPartial) {
-			partial++
-		}
-		if e.at.After(ok) && firstOK.IsZero() {
-			afterOK++
-			if e.err == nil {
-				firstOK = e.at
-			}
-		}
-	}
-	t.Logf("killed at 0s; cluster_state:ok at %.2fs; first good flush after it at %.2fs (%.2fs later, flush %d after ok)",
-		ok.Sub(killed).Seconds(), firstOK.Sub(killed).Seconds(), firstOK.Sub(ok).Seconds(), afterOK)
+	firstOK, afterOK, partial := timeline(t, log.events(), killed, ok)
 	assert.Positive(t, partial, "the live masters kept being written while one was down")
 	require.False(t, firstOK.IsZero(), "a flush succeeded after the failover")
 	assert.LessOrEqual(t, afterOK, 2, "the second flush after cluster_state:ok succeeds at the latest")
