@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -585,4 +590,41 @@ func TestClusterReadTouchesEachMasterOnce(t *testing.T) {
 		assert.Equal(t, 2, nc.pipelines[s.addr()], "pipelines to %s", s.addr())
 		assert.Zero(t, nc.single[s.addr()], "single commands to %s", s.addr())
 	}
+}
+
+// The README's cluster example runs against a cluster the tests start, as a
+// new user would run it: restored nothing, then holds what it registered
+// less what it deregistered; run again, it restores that.
+func TestClusterExampleRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example")
+	}
+	c := sharedCluster(t)
+	addrs := c.nodes[0].addr() + "," + c.nodes[1].addr()
+	for _, want := range []string{"restored 0 consumers", "restored 900 consumers"} {
+		out, err := exec.Command("go", "run", "./examples/cluster", "-addrs", addrs, "-prefix", "readme").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Contains(t, string(out), want)
+		assert.Contains(t, string(out), "Redis holds 900 consumers in 20 groups")
+	}
+}
+
+// TestServeCluster starts the tests' cluster and keeps it until interrupted,
+// for trying the README's example against it:
+//
+//	PRESENCE_REDIS_SERVE=1 go test -v -run TestServeCluster -timeout 0 ./presenceredis
+func TestServeCluster(t *testing.T) {
+	if os.Getenv("PRESENCE_REDIS_SERVE") != "1" {
+		t.Skip("set PRESENCE_REDIS_SERVE=1 to start a cluster and keep it until Ctrl-C")
+	}
+	c := startCluster(t)
+	var addrs []string
+	for _, s := range c.nodes {
+		addrs = append(addrs, s.addr())
+	}
+	fmt.Printf("cluster ready; in another terminal:\n\n\tgo run ./presenceredis/examples/cluster -addrs %s\n\nCtrl-C stops it.\n",
+		strings.Join(addrs, ","))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
 }
