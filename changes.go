@@ -170,6 +170,7 @@ func (d *deletions) record(h uint64, k Key) {
 // fn runs under the lock of a part of the records: it must not call
 // Deregister or MarkDeleted, and should not block.
 func (r *Registry) CollectDeleted(fn func(Key)) int {
+	r.mustBeMade()
 	d := &r.dels
 	d.on.Store(true)
 	n := 0
@@ -193,5 +194,15 @@ func (r *Registry) CollectDeleted(fn func(Key)) int {
 // meanwhile, the next CollectDeleted passes it and marks it changed, so the
 // mirror deletes it and writes its new row.
 func (r *Registry) MarkDeleted(k Key) {
+	r.mustBeMade()
 	r.dels.record(hashKey(r.seed, &k), k)
+}
+
+// At returns c with Age and State computed for now and ttl, as the
+// registry's own reads compute them: Age is now minus LastHeartbeat, never
+// negative and saturating at the largest Duration, and State classifies it
+// (see Classify). A mirror calls it on rows it reads back from elsewhere.
+func (c Consumer) At(now time.Time, ttl time.Duration) Consumer {
+	c.Age, c.State = classifyAt(nanotime.FromTime(now), nanotime.FromTime(c.LastHeartbeat), ttl)
+	return c
 }

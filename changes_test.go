@@ -3,6 +3,7 @@ package presence_test
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -271,4 +272,22 @@ func TestCollectChangedByGroup(t *testing.T) {
 		}
 	})
 	assert.Len(t, order, 10, "each group's rows come together: %v", order)
+}
+
+// At computes a row's Age and State as the registry's reads do, clamping
+// the age at both ends.
+func TestConsumerAt(t *testing.T) {
+	r := presence.New()
+	k := key("q", "g", "c")
+	beat(t, r, k, 0, t0)
+	for _, now := range []time.Time{t0.Add(-time.Hour), t0, t0.Add(ttl), t0.Add(ttl + 1), t0.Add(3 * ttl), time.Unix(0, math.MaxInt64)} {
+		want, ok := r.Lookup(k, now, ttl)
+		require.True(t, ok)
+		got := presence.Consumer{Key: k, LastHeartbeat: t0}.At(now, ttl)
+		assert.Equal(t, want.Age, got.Age, "%v", now)
+		assert.Equal(t, want.State, got.State, "%v", now)
+	}
+	old := presence.Consumer{LastHeartbeat: time.Unix(0, math.MinInt64+1)}.At(time.Unix(0, math.MaxInt64), ttl)
+	assert.Equal(t, time.Duration(math.MaxInt64), old.Age, "saturates")
+	assert.Equal(t, presence.Expired, old.State)
 }

@@ -44,6 +44,8 @@ func TestZeroRegistryPanicsClearly(t *testing.T) {
 		"CollectChanged":     func(r *presence.Registry) { r.CollectChanged(func(presence.Consumer) {}) },
 		"MarkChanged":        func(r *presence.Registry) { r.MarkChanged(k) },
 		"MarkAllChanged":     func(r *presence.Registry) { r.MarkAllChanged() },
+		"CollectDeleted":     func(r *presence.Registry) { r.CollectDeleted(func(presence.Key) {}) },
+		"MarkDeleted":        func(r *presence.Registry) { r.MarkDeleted(k) },
 		"Merge": func(r *presence.Registry) {
 			_ = r.Merge(presence.Consumer{Key: k, RegisteredAt: t0, LastHeartbeat: t0})
 		},

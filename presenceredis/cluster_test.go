@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -186,6 +191,31 @@ func beatAll(t *testing.T, r *presence.Registry, keys []presence.Key, stop chan 
 	return func() time.Time { <-done; return time.Unix(0, last.Load()).UTC() }
 }
 
+// timeline logs the flushes from killed on, and returns the time of the
+// first good flush after the cluster was ok again, how many flushes that
+// took, and how many flushes were partial.
+func timeline(t *testing.T, evs []flushEvent, killed, ok time.Time) (firstOK time.Time, afterOK, partial int) {
+	for _, e := range evs {
+		if e.at.Before(killed) {
+			continue
+		}
+		t.Logf("%+6.2fs  took=%-6v consumers=%-5d lost=%-3d failed=%-3d err=%.80v", e.at.Sub(killed).Seconds(),
+			e.st.Took.Round(time.Millisecond), e.st.Consumers, e.st.Lost, e.st.Failed, e.err)
+		if errors.Is(e.err, ErrPartial) {
+			partial++
+		}
+		if e.at.After(ok) && firstOK.IsZero() {
+			afterOK++
+			if e.err == nil {
+				firstOK = e.at
+			}
+		}
+	}
+	t.Logf("killed at 0s; cluster_state:ok at %.2fs; first good flush after it at %.2fs (%.2fs later, flush %d after ok)",
+		ok.Sub(killed).Seconds(), firstOK.Sub(killed).Seconds(), firstOK.Sub(ok).Seconds(), afterOK)
+	return firstOK, afterOK, partial
+}
+
 // A master is SIGKILLed while the mirror flushes every second under
 // steady heartbeats. While it is down the other masters keep being
 // written and read (partial flushes and reads, never empty ones); its
@@ -240,27 +270,7 @@ func TestMasterKilledFailsOver(t *testing.T) {
 	cancel()
 	<-ran
 
-	// The timeline.
-	var firstOK time.Time
-	afterOK, partial := 0, 0
-	for _, e := range log.events() {
-		if e.at.Before(killed) {
-			continue
-		}
-		t.Logf("%+6.2fs  took=%-6v consumers=%-5d lost=%-3d failed=%-3d err=%.80v", e.at.Sub(killed).Seconds(),
-			e.st.Took.Round(time.Millisecond), e.st.Consumers, e.st.Lost, e.st.Failed, e.err)
-		if errors.Is(e.err, ErrPartial) {
-			partial++
-		}
-		if e.at.After(ok) && firstOK.IsZero() {
-			afterOK++
-			if e.err == nil {
-				firstOK = e.at
-			}
-		}
-	}
-	t.Logf("killed at 0s; cluster_state:ok at %.2fs; first good flush after it at %.2fs (%.2fs later, flush %d after ok)",
-		ok.Sub(killed).Seconds(), firstOK.Sub(killed).Seconds(), firstOK.Sub(ok).Seconds(), afterOK)
+	firstOK, afterOK, partial := timeline(t, log.events(), killed, ok)
 	assert.Positive(t, partial, "the live masters kept being written while one was down")
 	require.False(t, firstOK.IsZero(), "a flush succeeded after the failover")
 	assert.LessOrEqual(t, afterOK, 2, "the second flush after cluster_state:ok succeeds at the latest")
@@ -580,4 +590,41 @@ func TestClusterReadTouchesEachMasterOnce(t *testing.T) {
 		assert.Equal(t, 2, nc.pipelines[s.addr()], "pipelines to %s", s.addr())
 		assert.Zero(t, nc.single[s.addr()], "single commands to %s", s.addr())
 	}
+}
+
+// The README's cluster example runs against a cluster the tests start, as a
+// new user would run it: restored nothing, then holds what it registered
+// less what it deregistered; run again, it restores that.
+func TestClusterExampleRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example")
+	}
+	c := sharedCluster(t)
+	addrs := c.nodes[0].addr() + "," + c.nodes[1].addr()
+	for _, want := range []string{"restored 0 consumers", "restored 900 consumers"} {
+		out, err := exec.Command("go", "run", "./examples/cluster", "-addrs", addrs, "-prefix", "readme").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Contains(t, string(out), want)
+		assert.Contains(t, string(out), "Redis holds 900 consumers in 20 groups")
+	}
+}
+
+// TestServeCluster starts the tests' cluster and keeps it until interrupted,
+// for trying the README's example against it:
+//
+//	PRESENCE_REDIS_SERVE=1 go test -v -run TestServeCluster -timeout 0 ./presenceredis
+func TestServeCluster(t *testing.T) {
+	if os.Getenv("PRESENCE_REDIS_SERVE") != "1" {
+		t.Skip("set PRESENCE_REDIS_SERVE=1 to start a cluster and keep it until Ctrl-C")
+	}
+	c := startCluster(t)
+	var addrs []string
+	for _, s := range c.nodes {
+		addrs = append(addrs, s.addr())
+	}
+	fmt.Printf("cluster ready; in another terminal:\n\n\tgo run ./presenceredis/examples/cluster -addrs %s\n\nCtrl-C stops it.\n",
+		strings.Join(addrs, ","))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
 }

@@ -90,6 +90,7 @@ func (s *server) start() error {
 	defer s.mu.Unlock()
 	args := append([]string{"--port", strconv.Itoa(s.port), "--dir", s.dir}, s.args...)
 	s.cmd = exec.Command(s.bin, args...)
+	s.cmd.SysProcAttr = childAttr()
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}

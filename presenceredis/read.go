@@ -17,14 +17,7 @@ import (
 // the others and an error wrapping [ErrPartial] that names what is missing.
 func (m *Mirror) Snapshot(ctx context.Context, now time.Time, ttl time.Duration) ([]presence.Consumer, error) {
 	var out []presence.Consumer
-	err := m.each(ctx, func(c presence.Consumer) {
-		c.Age = now.Sub(c.LastHeartbeat)
-		if c.Age < 0 {
-			c.Age = 0
-		}
-		c.State = presence.Classify(c.Age, ttl)
-		out = append(out, c)
-	})
+	err := m.each(ctx, func(c presence.Consumer) { out = append(out, c.At(now, ttl)) })
 	slices.SortFunc(out, func(a, b presence.Consumer) int { return presence.CompareKeys(a.Key, b.Key) })
 	return out, err
 }

@@ -133,7 +133,7 @@ func routes(reg *presence.Registry, ttl time.Duration) http.Handler {
 
 // mirror starts a write-behind mirror of reg into the Redis server at addr,
 // after restoring what Redis already holds. The returned function, called
-// once background work has stopped, releases the mirror and its client.
+// once background work has stopped, releases the client.
 func mirror(ctx context.Context, reg *presence.Registry, addr string, background func(func())) (release func()) {
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	m := presenceredis.New(reg, rdb, presenceredis.Options{})
@@ -143,7 +143,7 @@ func mirror(ctx context.Context, reg *presence.Registry, addr string, background
 		slog.Info("broker: restored from Redis", "consumers", n)
 	}
 	background(func() { _ = m.Run(ctx) }) // flushes once more when ctx is done
-	return func() { m.Close(); _ = rdb.Close() }
+	return func() { _ = rdb.Close() }
 }
 
 // simulated returns the key of the i-th simulated consumer, and after how

@@ -114,7 +114,6 @@ func TestBrokerMirrorsToRedis(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
 	m := presenceredis.New(presence.New(), rdb, presenceredis.Options{})
-	defer m.Close()
 	rows, err := m.Snapshot(context.Background(), time.Now(), time.Minute)
 	if err != nil {
 		t.Fatal(err)
