@@ -149,3 +149,18 @@ func TestRestoreCountsRefusedConsumers(t *testing.T) {
 	assert.Equal(t, "presence: 3 consumers not restored: presence: too many consumers", err.Error())
 	assert.ErrorIs(t, err, presence.ErrTooManyConsumers)
 }
+
+// CollectDeleted returns the number of keys it passed.
+func TestCollectDeletedCount(t *testing.T) {
+	r := presence.New()
+	assert.Zero(t, r.CollectDeleted(func(presence.Key) {}), "recording starts with the first call")
+	for i := 0; i < 3; i++ {
+		beat(t, r, key("q", "g", fmt.Sprint(i)), 0, t0)
+	}
+	require.True(t, r.Deregister(key("q", "g", "0")))
+	require.True(t, r.Deregister(key("q", "g", "2")))
+	var keys []presence.Key
+	assert.Equal(t, 2, r.CollectDeleted(func(k presence.Key) { keys = append(keys, k) }))
+	assert.ElementsMatch(t, []presence.Key{key("q", "g", "0"), key("q", "g", "2")}, keys)
+	assert.Zero(t, r.CollectDeleted(func(presence.Key) { t.Error("nothing was deregistered since") }))
+}

@@ -264,3 +264,32 @@ func TestLoadOfQuietEntryNeverYields(t *testing.T) {
 		t.Fatalf("100 Loads of a quiet entry yielded %d times", after-before)
 	}
 }
+
+// A beat older than the stored one by at most the step is stale news; one
+// older by more is a clock correction that replaces the heartbeat and
+// clamps the registration and active times to it.
+func TestBeatClockStep(t *testing.T) {
+	e := New("q", "g", "c", 100, 2) // registered and active at 100
+	if got := e.Beat(90, 7, 10); got != Recorded {
+		t.Fatalf("a beat exactly one step older: %v, want Recorded", got)
+	}
+	wantState(t, e, State{Registered: 100, HB: 100, Active: 100, Leases: 2})
+	if got := e.Beat(89, 0, 10); got != Corrected {
+		t.Fatalf("a beat more than one step older: %v, want Corrected", got)
+	}
+	wantState(t, e, State{Registered: 89, HB: 89, Active: 89})
+	if got := e.Beat(95, 1, 10); got != Recorded {
+		t.Fatalf("a newer beat: %v, want Recorded", got)
+	}
+	wantState(t, e, State{Registered: 89, HB: 95, Active: 95, Leases: 1})
+
+	old := Restore("q", "g", "c", 10, 100, 20, 0) // registered and active long before
+	if got := old.Beat(50, 0, 10); got != Corrected {
+		t.Fatalf("correction: %v", got)
+	}
+	wantState(t, old, State{Registered: 10, HB: 50, Active: 20})
+	old.Retire()
+	if got := old.Beat(200, 0, 10); got != Retired {
+		t.Fatalf("a beat on a retired entry: %v", got)
+	}
+}
