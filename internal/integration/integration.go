@@ -23,18 +23,19 @@ import (
 // test that needs an external program, installed or not.
 const SkipEnv = "PRESENCE_SKIP_INTEGRATION"
 
-// Need returns the path of the first of programs found on PATH, for a test
-// that runs it. When SkipEnv is "1" it skips t instead. When none of the
-// programs is installed it fails t with a message naming debPackage, the
-// Debian package that provides them.
+// Need returns the path of program, or else of the first of alternatives
+// found on PATH, for a test that runs it. When SkipEnv is "1" it skips t
+// instead. When none of them is installed it fails t with a message naming
+// debPackage, the Debian package that provides them.
 //
 // A skip is announced twice: in t.Skip's message (go test -v), and once per
 // test binary on the terminal, because go test prints nothing but "ok" for
 // a package that passes, whatever its tests wrote.
-func Need(t testing.TB, debPackage string, programs ...string) string {
+func Need(t testing.TB, debPackage, program string, alternatives ...string) string {
 	t.Helper()
+	programs := append([]string{program}, alternatives...)
 	if os.Getenv(SkipEnv) == "1" {
-		msg := fmt.Sprintf("SKIPPED: %s=1, so %s (which needs %s) does not run", SkipEnv, t.Name(), programs[0])
+		msg := fmt.Sprintf("SKIPPED: %s=1, so %s (which needs %s) does not run", SkipEnv, t.Name(), program)
 		announce(msg)
 		t.Skip(msg)
 	}
