@@ -395,18 +395,24 @@ func TestFailedBatchIsResent(t *testing.T) {
 	rowsEqual(t, r.Snapshot(t0, ttl), got)
 }
 
+// flushedServer starts a redis-server and mirrors into it a registry of n
+// consumers, flushed once.
+func flushedServer(t *testing.T, n int) (*redis.Client, *presence.Registry, []presence.Key, *Mirror) {
+	c := startRedis(t).client(t)
+	r := presence.New()
+	keys := fill(t, r, n, 0, t0)
+	m := New(r, c, Options{})
+	_, err := m.Flush(context.Background())
+	require.NoError(t, err)
+	return c, r, keys, m
+}
+
 // A bucket whose write counter went back (a replica promoted before it
 // received the last writes) still has its epoch: the flush sees the
 // counter and resends the bucket's consumers, and only those.
 func TestBucketBehindIsResent(t *testing.T) {
-	s := startRedis(t)
 	ctx := context.Background()
-	c := s.client(t)
-	r := presence.New()
-	keys := fill(t, r, 1000, 0, t0)
-	m := New(r, c, Options{})
-	_, err := m.Flush(ctx)
-	require.NoError(t, err)
+	c, r, keys, m := flushedServer(t, 1000)
 
 	// The bucket of keys[0] loses its last write: the counter steps back
 	// and keys[0]'s record is gone.
@@ -433,14 +439,8 @@ func TestBucketBehindIsResent(t *testing.T) {
 // newly promoted master) answers NOSCRIPT; the calls run again with the
 // script's body, and the flush succeeds.
 func TestScriptFlushedIsReloaded(t *testing.T) {
-	s := startRedis(t)
 	ctx := context.Background()
-	c := s.client(t)
-	r := presence.New()
-	keys := fill(t, r, 500, 0, t0)
-	m := New(r, c, Options{})
-	_, err := m.Flush(ctx)
-	require.NoError(t, err)
+	c, r, keys, m := flushedServer(t, 500)
 	for _, k := range keys {
 		require.NoError(t, r.Heartbeat(k, 1, t0.Add(time.Second)))
 	}
