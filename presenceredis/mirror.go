@@ -4,10 +4,11 @@
 //
 // Write-behind. Heartbeats never wait for Redis: they only mark their
 // consumer changed, which costs one atomic load once the mark is set (see
-// presence.Registry.CollectChanged). A Mirror flushes on an interval, sending
-// only the consumers that changed, in pipelined, per-group script calls; at a
-// million heartbeats a second over ten thousand consumers, Redis sees at
-// most ten thousand writes per flush. If Redis is down or slow, heartbeats
+// [presence.Registry.CollectChanged]). A Mirror flushes on an interval,
+// sending only the consumers that changed, in pipelined script calls, one
+// per bucket and batch, to every master at once; at a million heartbeats a
+// second over ten thousand consumers, Redis sees at most ten thousand writes
+// per flush. If Redis is down or slow, heartbeats
 // are unaffected and memory stays bounded, because the set of pending changes
 // is the registry itself; the flusher retries with backoff and the state
 // converges when Redis is back.
@@ -22,11 +23,19 @@
 // registration win, so two brokers writing the same consumer never move it
 // backwards, and the order in which flushes arrive does not matter.
 //
+// Deletes. Deregistrations are recorded by the registry itself (see
+// [presence.Registry.CollectDeleted]), so every one reaches Redis at the next
+// flush, however many there are, in the script call that writes its bucket.
+//
 // Loss. Every script call checks its bucket's epoch and write counter, and
 // every flush checks those of the buckets it wrote before: a bucket that
 // came back empty (a master restarted without its data) or went back in time
 // (a failover that lost the last writes) makes the mirror resend every
 // consumer of that bucket, at once, without waiting for Options.ResyncEvery.
+//
+// Failover. A flush or read that reaches some masters and not others writes
+// or returns what it can, with an error wrapping [ErrPartial] that names the
+// missing slots; see [Mirror.Run] for retries and backoff.
 package presenceredis
 
 import (

@@ -2,6 +2,7 @@ package presenceredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -394,18 +395,24 @@ func TestFailedBatchIsResent(t *testing.T) {
 	rowsEqual(t, r.Snapshot(t0, ttl), got)
 }
 
+// flushedServer starts a redis-server and mirrors into it a registry of n
+// consumers, flushed once.
+func flushedServer(t *testing.T, n int) (*redis.Client, *presence.Registry, []presence.Key, *Mirror) {
+	c := startRedis(t).client(t)
+	r := presence.New()
+	keys := fill(t, r, n, 0, t0)
+	m := New(r, c, Options{})
+	_, err := m.Flush(context.Background())
+	require.NoError(t, err)
+	return c, r, keys, m
+}
+
 // A bucket whose write counter went back (a replica promoted before it
 // received the last writes) still has its epoch: the flush sees the
 // counter and resends the bucket's consumers, and only those.
 func TestBucketBehindIsResent(t *testing.T) {
-	s := startRedis(t)
 	ctx := context.Background()
-	c := s.client(t)
-	r := presence.New()
-	keys := fill(t, r, 1000, 0, t0)
-	m := New(r, c, Options{})
-	_, err := m.Flush(ctx)
-	require.NoError(t, err)
+	c, r, keys, m := flushedServer(t, 1000)
 
 	// The bucket of keys[0] loses its last write: the counter steps back
 	// and keys[0]'s record is gone.
@@ -426,4 +433,46 @@ func TestBucketBehindIsResent(t *testing.T) {
 	got, err := m.Snapshot(ctx, t0, ttl)
 	require.NoError(t, err)
 	rowsEqual(t, r.Snapshot(t0, ttl), got)
+}
+
+// A server that lost its scripts (SCRIPT FLUSH, as after a restart or on a
+// newly promoted master) answers NOSCRIPT; the calls run again with the
+// script's body, and the flush succeeds.
+func TestScriptFlushedIsReloaded(t *testing.T) {
+	ctx := context.Background()
+	c, r, keys, m := flushedServer(t, 500)
+	for _, k := range keys {
+		require.NoError(t, r.Heartbeat(k, 1, t0.Add(time.Second)))
+	}
+	require.NoError(t, c.ScriptFlush(ctx).Err())
+	st, err := m.Flush(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, len(keys), st.Consumers)
+	require.NoError(t, c.ScriptFlush(ctx).Err())
+	_, err = m.Prune(ctx, t0, ttl) // the prune script too
+	require.NoError(t, err)
+	got, err := m.Snapshot(ctx, t0, ttl)
+	require.NoError(t, err)
+	rowsEqual(t, r.Snapshot(t0, ttl), got)
+}
+
+// Run's wait after a flush: the interval after success; 250 ms (or the
+// interval, if shorter) after a failure that some server answered, such as
+// a partial flush or CLUSTERDOWN; exponential backoff up to MaxBackoff
+// only when no server answered.
+func TestNextWait(t *testing.T) {
+	m := New(presence.New(), redis.NewClient(&redis.Options{}), Options{})
+	assert.Equal(t, 5*time.Second, m.opt.MaxBackoff, "the default cap")
+	fail := errors.New("down")
+	assert.Equal(t, time.Second, m.nextWait(4*time.Second, nil, true))
+	assert.Equal(t, 250*time.Millisecond, m.nextWait(4*time.Second, fail, true))
+	w := time.Second
+	var waits []time.Duration
+	for range 5 {
+		w = m.nextWait(w, fail, false)
+		waits = append(waits, w)
+	}
+	assert.Equal(t, []time.Duration{2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second}, waits)
+	fast := New(presence.New(), redis.NewClient(&redis.Options{}), Options{FlushInterval: 100 * time.Millisecond})
+	assert.Equal(t, 100*time.Millisecond, fast.nextWait(time.Second, fail, true))
 }
