@@ -1,0 +1,65 @@
+package presence
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Tests of retry loops that must end. Each runs the operation on a
+// goroutine and fails after a generous bound instead of hanging until the
+// test binary's timeout, so that a loop that never ends (a real bug) is a
+// failure that names itself. They are in the package itself, not in
+// presence_test, because go test runs a package's own test files first:
+// with -failfast (as gremlins runs it) a broken loop fails here before any
+// unbounded test reaches it and hangs.
+
+// within runs f on its own goroutine and fails the test if it has not
+// returned after d.
+func within(t *testing.T, d time.Duration, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not return within %v", what, d)
+	}
+}
+
+// A Handle whose cached entry was removed, and whose consumer was then
+// registered again by key, finds the live entry on its slow path and beats
+// it: the registration's retry loop ends, and only a beat older by more
+// than the clock step counts as a clock step.
+func TestHandleBeatsReplacedEntry(t *testing.T) {
+	t0 := time.Unix(1_000, 0).UTC()
+	r := New(WithCounters())
+	k := Key{Queue: "q", Group: "g", Consumer: "c"}
+	h := r.Handle(k)
+	require.NoError(t, h.Heartbeat(1, t0))
+	require.True(t, r.Deregister(k))
+	require.NoError(t, r.Heartbeat(k, 2, t0.Add(time.Minute))) // a new entry; h still holds the old one
+
+	within(t, 10*time.Second, "a Handle beat onto a replaced entry", func() {
+		assert.NoError(t, h.Heartbeat(3, t0.Add(2*time.Minute)))
+	})
+	c, ok := r.Lookup(k, t0, DefaultTTL)
+	require.True(t, ok)
+	assert.EqualValues(t, 3, c.Leases)
+	assert.Equal(t, t0.Add(2*time.Minute), c.LastHeartbeat)
+	assert.Zero(t, r.Counters().ClockSteps)
+
+	// The same path, with a beat from a clock more than a step behind.
+	require.True(t, r.Deregister(k))
+	require.NoError(t, r.Heartbeat(k, 2, t0.Add(time.Hour)))
+	within(t, 10*time.Second, "a Handle beat onto a replaced entry", func() {
+		assert.NoError(t, h.Heartbeat(4, t0.Add(time.Hour-DefaultMaxClockStep-time.Second)))
+	})
+	assert.EqualValues(t, 1, r.Counters().ClockSteps)
+	assert.Equal(t, 1, r.Len())
+}
