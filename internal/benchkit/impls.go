@@ -68,10 +68,11 @@ var RegistryImpl = Impl{
 	Handle: func(r Registry, k presence.Key) Beater { return r.(*presence.Registry).Handle(k) },
 }
 
-// MutexImpl is the seed's design, the baseline.
+// MutexImpl is the fair baseline: sync.Mutex around a map of pointer
+// entries, one lookup per refresh (internal/mutexreg).
 var MutexImpl = Impl{
 	Name:   "mutex",
-	Empty:  func(int) Registry { return mutexreg.New(0) },
+	Empty:  func(n int) Registry { return mutexreg.NewSized(n) },
 	Handle: func(r Registry, k presence.Key) Beater { return r.(*mutexreg.Registry).Handle(k) },
 }
 
