@@ -23,10 +23,10 @@ func check(b *testing.B, err error) {
 	}
 }
 
-// RefreshKey heartbeats n registered consumers by key, round-robin, from one
-// goroutine or from GOMAXPROCS goroutines.
-func RefreshKey(b *testing.B, impl Impl, n int, parallel bool) {
-	keys := Keys(n)
+// RefreshKey heartbeats n registered consumers of the given shape by key,
+// round-robin, from one goroutine or from GOMAXPROCS goroutines.
+func RefreshKey(b *testing.B, impl Impl, shape Shape, n int, parallel bool) {
+	keys := shape.Keys(0, n)
 	r := impl.New(keys, T0)
 	settle(b)
 	if !parallel {
@@ -56,10 +56,10 @@ func RefreshHandle(b *testing.B, impl Impl, n int) {
 	refreshParallel(b, n, func(j int, now time.Time) error { return hs[j].Heartbeat(1, now) })
 }
 
-// Register registers b.N new consumers into a registry presized for them,
-// so that map growth stays out of the figure.
-func Register(b *testing.B, impl Impl) {
-	keys := Keys(b.N)
+// Register registers b.N new consumers of the given shape into a registry
+// presized for them, so that map growth stays out of the figure.
+func Register(b *testing.B, impl Impl, shape Shape) {
+	keys := shape.Keys(0, b.N)
 	r := impl.Empty(b.N)
 	settle(b)
 	for i := range keys {
@@ -149,12 +149,12 @@ func heapInUse() uint64 {
 	return ms.HeapAlloc
 }
 
-// Memory registers n consumers into an empty registry and reports the live
-// heap it grew by, per consumer, with the key bytes taken out
-// (bytes/consumer) and reported on their own (keybytes/consumer). ns/op is
-// the time to register all n.
-func Memory(b *testing.B, impl Impl, n int) {
-	keys := Keys(n)
+// Memory registers n consumers of the given shape into an empty registry
+// and reports the live heap it grew by, per consumer, the registry's own
+// copies of the key strings included (bytes/consumer); the key bytes alone
+// are reported as keybytes/consumer. ns/op is the time to register all n.
+func Memory(b *testing.B, impl Impl, n int, shape Shape) {
+	keys := shape.Keys(0, n)
 	kb := KeyBytes(keys)
 	var perConsumer float64
 	settle(b)
@@ -168,12 +168,44 @@ func Memory(b *testing.B, impl Impl, n int) {
 		}
 		b.StopTimer()
 		after := heapInUse()
-		perConsumer = (float64(after) - float64(before) - float64(kb)) / float64(n)
+		perConsumer = (float64(after) - float64(before)) / float64(n)
 		runtime.KeepAlive(r)
 		b.StartTimer()
 	}
 	b.ReportMetric(perConsumer, "bytes/consumer")
 	b.ReportMetric(float64(kb)/float64(n), "keybytes/consumer")
+}
+
+// PruneNone prunes n consumers of which none is expired: the cost of a
+// sweep that finds nothing to do, a walk over every consumer's heartbeat.
+func PruneNone(b *testing.B, impl Impl, n int) {
+	r := impl.New(Keys(n), T0)
+	settle(b)
+	for i := 0; i < b.N; i++ {
+		if got := r.PruneExpired(T0, TTL); got != 0 {
+			b.Fatalf("pruned %d, want 0", got)
+		}
+	}
+}
+
+// Statser is implemented by registries that count consumers by state.
+type Statser interface {
+	Stats(now time.Time, ttl time.Duration) presence.Counts
+}
+
+// Stats counts n consumers by state.
+func Stats(b *testing.B, impl Impl, n int) {
+	r, _ := population(impl, n)
+	st, ok := r.(Statser)
+	if !ok {
+		b.Skipf("%s has no Stats", impl.Name)
+	}
+	settle(b)
+	for i := 0; i < b.N; i++ {
+		if got := st.Stats(T0, TTL).Total(); got != n {
+			b.Fatalf("stats count %d, want %d", got, n)
+		}
+	}
 }
 
 // GroupViewer is implemented by registries with a per-group snapshot.
@@ -209,16 +241,17 @@ func settle(b *testing.B) {
 
 // Checkpoint writes a checkpoint of n consumers to io.Discard and reports
 // its throughput in MB/s and consumers/s.
-func Checkpoint(b *testing.B, n int) {
-	r := presence.New()
-	for _, k := range Keys(n) {
-		check(b, r.Heartbeat(k, 1, T0))
+func Checkpoint(b *testing.B, impl Impl, n int) {
+	r := impl.New(Keys(n), T0)
+	wt, ok := r.(io.WriterTo)
+	if !ok {
+		b.Skipf("%s has no WriteTo", impl.Name)
 	}
 	var size int64
 	settle(b)
 	for i := 0; i < b.N; i++ {
 		var err error
-		size, err = r.WriteTo(io.Discard)
+		size, err = wt.WriteTo(io.Discard)
 		check(b, err)
 	}
 	secs := b.Elapsed().Seconds() / float64(b.N)
