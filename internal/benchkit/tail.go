@@ -127,7 +127,7 @@ type histogram struct {
 }
 
 func bucketOf(d time.Duration) int {
-	v := uint64(max(d, 1))
+	v := uint64(max(d, 0))
 	e := bits.Len64(v) - 1 // v in [2^e, 2^(e+1))
 	if e < 4 {
 		return int(v) // small values have a bucket each
