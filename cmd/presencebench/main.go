@@ -44,6 +44,7 @@ type options struct {
 	benchtime time.Duration
 	json      bool
 	run       *regexp.Regexp
+	seed      string // seedbench output to compare with; runs the seed's workloads
 	tty       bool // progress redraws one line; otherwise a line per workload
 }
 
@@ -60,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.benchtime, "benchtime", 0, "target time of one measurement (default 200ms, 40ms with -quick)")
 	fs.BoolVar(&o.json, "json", false, "print JSON instead of a table")
 	fs.StringVar(&run, "run", "", "only workloads whose name matches this regular expression")
+	fs.StringVar(&o.seed, "seed", "", "file with the output of shared/seedbench: run the seed's workloads instead and compare")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: presencebench [flags]")
 		fs.PrintDefaults()
@@ -119,6 +121,7 @@ type Report struct {
 	Machine Machine       `json:"machine"`
 	Results []Result      `json:"results"`
 	Targets []TargetCheck `json:"targets"`
+	Seed    []SeedRow     `json:"seed,omitempty"`
 }
 
 // Machine describes where a run happened.
@@ -177,6 +180,13 @@ func run(o options, stdout, progress io.Writer) error {
 	if err := flag.Set("test.benchtime", o.benchtime.String()); err != nil {
 		return err
 	}
+	var seed map[string]float64
+	if o.seed != "" {
+		var err error
+		if seed, err = readSeed(o.seed); err != nil {
+			return err
+		}
+	}
 	cases := selectCases(o)
 	if len(cases) == 0 {
 		return fmt.Errorf("-run %q matches no workload", o.run)
@@ -202,7 +212,12 @@ func run(o options, stdout, progress io.Writer) error {
 	}
 	p.finish()
 	m.Seconds = time.Since(start).Seconds()
-	rep := Report{Machine: m, Results: results, Targets: checkTargets(newTable(results), o.cpus)}
+	rep := Report{Machine: m, Results: results}
+	if seed != nil {
+		rep.Seed = seedRows(seed, results)
+	} else {
+		rep.Targets = checkTargets(newTable(results), o.cpus)
+	}
 	if o.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -218,8 +233,12 @@ func selectCases(o options) []benchkit.Case {
 		sizes = benchkit.QuickSizes
 	}
 	sizes.Refresh = o.consumers
+	suite := benchkit.Suite(sizes)
+	if o.seed != "" {
+		suite = benchkit.SeedSuite()
+	}
 	var cases []benchkit.Case
-	for _, c := range benchkit.Suite(sizes) {
+	for _, c := range suite {
 		if o.run.MatchString(c.Name) {
 			cases = append(cases, c)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,36 @@ func TestCheckTargets(t *testing.T) {
 	}
 	if c := got["Stats, 1e6 consumers"]; c.Status != statusNotRun {
 		t.Errorf("stats without a stats workload: %+v", c)
+	}
+}
+
+func TestSeedComparison(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/seed.txt"
+	if err := os.WriteFile(path, []byte("# diagnostics\nrefresh_1t 98.5\nsnapshot_100k 53000000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seed, err := readSeed(path)
+	if err != nil || seed["refresh_1t"] != 98.5 || len(seed) != 2 {
+		t.Fatalf("readSeed = %v, %v", seed, err)
+	}
+	rows := seedRows(seed, []Result{
+		{Workload: "seed/refresh_1t", CPU: 2, Impl: "registry", Median: 60, Rounds: []float64{60}},
+		{Workload: "seed/snapshot_100k", CPU: 2, Impl: "registry", Median: 9e7, Rounds: []float64{9e7}},
+		{Workload: "seed/insert_1t", CPU: 2, Impl: "registry", Median: 900, Rounds: []float64{900}},
+	})
+	if len(rows) != 2 || rows[0].Status != statusMet || rows[1].Status != statusMissed {
+		t.Errorf("rows = %+v", rows)
+	}
+	for _, bad := range []string{"", "refresh_1t fast\n", "# only comments\n"} {
+		if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readSeed(path); err == nil {
+			t.Errorf("readSeed accepted %q", bad)
+		}
+	}
+	if _, err := readSeed(dir + "/missing"); err == nil {
+		t.Error("readSeed accepted a missing file")
 	}
 }

@@ -17,6 +17,10 @@ func printReport(w io.Writer, o options, rep Report) {
 	fmt.Fprintln(w, "Ratios are from one process with the implementations alternating; on a shared 2-core machine they move by ±20% from run to run.")
 	printTable(w, rep.Results)
 	printTail(w, rep.Results)
+	if rep.Seed != nil {
+		printSeed(w, rep.Seed)
+		return
+	}
 	printTargets(w, o, rep.Targets)
 }
 
