@@ -45,7 +45,7 @@ type options struct {
 	json      bool
 	run       *regexp.Regexp
 	seed      string // seedbench output to compare with; runs the seed's workloads
-	tty       bool // progress redraws one line; otherwise a line per workload
+	tty       bool   // progress redraws one line; otherwise a line per workload
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
