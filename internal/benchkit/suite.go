@@ -58,7 +58,7 @@ func Suite(s Sizes) []Case {
 	for _, sh := range []Shape{Grouped, Solo} {
 		cases = append(cases,
 			Case{Name: "register/shape=" + string(sh), Metric: "ns/op", Run: func(b *testing.B, i Impl) { Register(b, i, sh) }},
-			Case{Name: "memory/shape=" + string(sh) + "/" + c(s.Memory), Metric: "bytes/consumer",
+			Case{Name: "memory/shape=" + string(sh) + "/" + c(s.Memory), Metric: "bytes/consumer", Only: []string{"registry", "mutex"},
 				Run: func(b *testing.B, i Impl) { Memory(b, i, s.Memory, sh) }})
 	}
 	for _, n := range s.Reads {
