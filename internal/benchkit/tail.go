@@ -41,7 +41,7 @@ func loadFunc(r Registry, l Load, n int) (func(), bool) {
 	case LoadSnapshot:
 		return func() { r.Snapshot(T0, TTL) }, true
 	case LoadPrune:
-		return func() { r.PruneExpired(T0.Add(-TTL), TTL) }, true
+		return func() { r.PruneExpired(T0.Add(time.Second), TTL) }, true
 	case LoadCheckpoint:
 		wt, ok := r.(io.WriterTo)
 		return func() { _, _ = wt.WriteTo(io.Discard) }, ok

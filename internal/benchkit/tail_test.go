@@ -31,3 +31,22 @@ func TestHistogramQuantiles(t *testing.T) {
 		}
 	}
 }
+
+// Every load runs against both implementations that take part, and the
+// heartbeats it times all succeed (Tail fails the benchmark otherwise).
+func TestTailRunsEveryLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs benchmarks")
+	}
+	for _, l := range Loads {
+		for _, impl := range []Impl{RegistryImpl, MutexImpl} {
+			if _, ok := loadFunc(impl.New(Keys(10), T0), l, 10); !ok {
+				continue
+			}
+			br := testing.Benchmark(func(b *testing.B) { Tail(b, impl, 1000, l, 20*time.Millisecond) })
+			if br.N == 0 || br.Extra["p50-ns"] <= 0 || br.Extra["max-ns"] < br.Extra["p999-ns"] {
+				t.Errorf("%s under %s: %+v", impl.Name, l, br.Extra)
+			}
+		}
+	}
+}
