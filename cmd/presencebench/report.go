@@ -16,6 +16,7 @@ func printReport(w io.Writer, o options, rep Report) {
 		m.GoVersion, m.OS, m.Arch, m.CPUModel, m.NumCPU, m.LoadAvg, m.GOMAXPROCS, m.Rounds, m.Benchtime)
 	fmt.Fprintln(w, "Ratios are from one process with the implementations alternating; on a shared 2-core machine they move by ±20% from run to run.")
 	printTable(w, rep.Results)
+	printOnCPU(w, rep.Results)
 	printTail(w, rep.Results)
 	if rep.Seed != nil {
 		printSeed(w, rep.Seed)
@@ -67,6 +68,25 @@ func ratio(row map[string]Result, a, b string) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2fx", x.Median/y.Median)
+}
+
+// printOnCPU prints wall time next to the CPU time of the measuring thread
+// for the workloads that report it: the gap is time spent waiting for a
+// core.
+func printOnCPU(w io.Writer, results []Result) {
+	header := false
+	for _, r := range results {
+		c, ok := r.Extra["cpu-ns/op"]
+		if !ok {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\nwall time and on-CPU time of the thread that ran the walk (medians; the gap is waiting for a core):\n")
+			fmt.Fprintf(w, "%-5s %-52s %-9s %12s %12s\n", "procs", "workload", "impl", "wall", "on-CPU")
+			header = true
+		}
+		fmt.Fprintf(w, "%-5d %-52s %-9s %12s %12s\n", r.CPU, r.Workload, r.Impl, human(r.Median), human(c))
+	}
 }
 
 // printTail prints the latency percentiles of the tail workloads.
