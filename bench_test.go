@@ -31,9 +31,9 @@ func BenchmarkRegistry(b *testing.B) {
 	}
 }
 
-// Names for the refresh benchmarks,
-// BenchmarkHeartbeat/impl=registry/path=key/consumers=10000 and friends,
-// select the same cases.
+// BenchmarkHeartbeat runs the refresh cases of the suite alone, as
+// BenchmarkHeartbeat/impl=registry/path=key/par=serial/consumers=10000 and
+// friends.
 func BenchmarkHeartbeat(b *testing.B) {
 	for _, impl := range benchkit.Impls {
 		b.Run("impl="+impl.Name, func(b *testing.B) {
@@ -48,7 +48,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 
 func BenchmarkCheckpoint(b *testing.B) {
 	for _, n := range []int{100000, 1000000} {
-		b.Run(fmt.Sprintf("impl=registry/consumers=%d", n), func(b *testing.B) { benchkit.Checkpoint(b, n) })
+		b.Run(fmt.Sprintf("impl=registry/consumers=%d", n), func(b *testing.B) { benchkit.Checkpoint(b, benchkit.RegistryImpl, n) })
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 //
 // The rows of one group come one after the other, since CollectChanged
 // walks the group index, one group at a time (holding a group's lock only
-// while it copies the group's entry pointers): a mirror that writes a group
+// while it copies the header of the group's member slice): a mirror that writes a group
 // at a time can batch a group's rows together.
 //
 // A change that lands while CollectChanged runs is either in the row it
@@ -27,12 +27,9 @@ import (
 // If fn cannot deliver a row, call MarkChanged so that the next call
 // passes it again. CollectChanged costs O(n).
 func (r *Registry) CollectChanged(fn func(Consumer)) int {
-	r.mustBeMade()
 	n := 0
-	var members []*entry.Entry
-	r.ix.groups.Range(func(_ GroupKey, g *group) bool {
-		members = g.appendMembers(members[:0])
-		for _, e := range members {
+	r.walk(func(ms []*entry.Entry) bool {
+		for _, e := range ms {
 			if e.Flags()&entry.FlagDirty == 0 || !e.SetFlag(entry.FlagDirty, false) {
 				continue
 			}
@@ -44,7 +41,6 @@ func (r *Registry) CollectChanged(fn func(Consumer)) int {
 				n++
 			}
 		}
-		clear(members) // drop the pointers while fn runs for later groups
 		return true
 	})
 	return n
@@ -63,8 +59,10 @@ func (r *Registry) MarkChanged(k Key) bool {
 // MarkAllChanged marks every consumer changed: the next CollectChanged
 // passes them all. A mirror calls it when its copy may have been lost.
 func (r *Registry) MarkAllChanged() {
-	r.walk(func(_ *shard, _ mkey, e *entry.Entry) bool {
-		e.SetFlag(entry.FlagDirty, true)
+	r.walk(func(ms []*entry.Entry) bool {
+		for _, e := range ms {
+			e.SetFlag(entry.FlagDirty, true)
+		}
 		return true
 	})
 }

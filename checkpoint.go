@@ -67,7 +67,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // WriteTo writes a checkpoint of every consumer to w and returns the number
 // of bytes written. It implements io.WriterTo.
 //
-// It streams: it walks the shards one at a time, like Snapshot, encoding
+// It streams: it walks the groups one at a time, like Snapshot, encoding
 // into one block buffer of about 64 KiB, and never holds a copy of the
 // registry. Heartbeats keep flowing meanwhile; the checkpoint is weakly
 // consistent in the same way a snapshot is.
@@ -93,17 +93,21 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 		}
 		block = block[:0]
 	}
-	r.walk(func(_ *shard, mk mkey, e *entry.Entry) bool {
-		st, ok := e.Load()
-		if !ok {
-			return true
+	r.walk(func(ms []*entry.Entry) bool {
+		for _, e := range ms {
+			st, ok := e.Load()
+			if !ok {
+				continue
+			}
+			block = appendRecord(block, entryKey(e), st.Registered, st.HB, st.Active, st.Leases)
+			records++
+			if len(block) >= blockTarget {
+				if flush(); err != nil {
+					return false
+				}
+			}
 		}
-		block = appendRecord(block, mk.k, st.Registered, st.HB, st.Active, st.Leases)
-		records++
-		if len(block) >= blockTarget {
-			flush()
-		}
-		return err == nil
+		return true
 	})
 	if err != nil {
 		return cw.n, err

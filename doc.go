@@ -51,11 +51,14 @@ package presence
 // they are retired. So writing to a live entry is always visible, and a
 // Handle's cached entry stays valid until the moment it is retired.
 //
-// Reads. Snapshot, PruneExpired and the other whole-registry walks visit one
-// shard at a time through MapOf.Range, which holds one bucket lock only while
-// it copies that bucket's entry pointers; the per-group views and counts walk
-// the group index (index.go), one group lock at a time. None of them stops
-// the world; in exchange they are weakly consistent, like sync.Map.Range.
+// Reads. Snapshot, PruneExpired and every other view walk the group index
+// (index.go), one group at a time, holding a group's lock only while they
+// copy its member slice's header; the entries themselves are read with no
+// lock. Snapshot takes the groups in key order and sorts each group's rows,
+// so it never sorts the whole registry at once. None of them stops the
+// world; in exchange they are weakly consistent, like sync.Map.Range, and
+// none lists a consumer twice: a walk visits each group record once, and a
+// key has one live entry in one live group.
 //
 // Rows. Every row, checkpoint record and mirrored row is built from one
 // entry.Entry.Load: hb, the lease word, the active and registered times, and

@@ -194,8 +194,9 @@ func (ev *events) emit(kind EventKind, k Key, at int64) {
 // emits Stale or Revived when it differs from the previous pass's. The event
 // is emitted under the bucket lock of e's key, and only if e is still live
 // and the map's entry for it, so that it takes its place among the key's
-// Joined, Expired and Left events.
-func (r *Registry) observe(s *shard, mk mkey, e *entry.Entry, st State, now int64) {
+// Joined, Expired and Left events. e's key is hashed only then: a pass that
+// emits nothing reads each entry and nothing else.
+func (r *Registry) observe(e *entry.Entry, st State, now int64) {
 	var kind EventKind
 	switch {
 	case st == Stale && e.SetFlag(entry.FlagStale, true):
@@ -208,6 +209,7 @@ func (r *Registry) observe(s *shard, mk mkey, e *entry.Entry, st State, now int6
 	if !r.events.any() {
 		return
 	}
+	s, mk := r.slotOf(e)
 	s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
 		if loaded && cur == e && e.Live() {
 			r.events.emit(kind, mk.k, now)

@@ -12,3 +12,13 @@ func HashKey(r *Registry, k Key) uint64 { return hashKey(r.seed, &k) }
 // DeletionRecords returns the number of deregistrations r holds for a
 // mirror.
 func (r *Registry) DeletionRecords() int { return int(r.dels.n.Load()) }
+
+// GroupSlots returns the length of group g's member list, retired members
+// included, or -1 if the group is not indexed.
+func (r *Registry) GroupSlots(g GroupKey) int {
+	grp, ok := r.ix.groups.Load(g)
+	if !ok {
+		return -1
+	}
+	return len(grp.view())
+}

@@ -147,6 +147,39 @@ func TestGroupIndexForgetsEmptyGroups(t *testing.T) {
 	assert.Len(t, r.SnapshotGroup(presence.GroupKey{Queue: "orders", Group: "workers"}, t0, ttl), 1)
 }
 
+// A group's member list keeps departed members only until they outnumber
+// the live ones, and the views never show them; a queue's list of groups
+// does the same with dead groups.
+func TestGroupIndexDropsDepartedMembers(t *testing.T) {
+	r := presence.New()
+	g := presence.GroupKey{Queue: "q", Group: "g"}
+	const n = 1000
+	for i := 0; i < n; i++ {
+		beat(t, r, key("q", "g", fmt.Sprint(i)), 0, t0)
+	}
+	for i := 0; i < n-10; i++ {
+		require.True(t, r.Deregister(key("q", "g", fmt.Sprint(i))))
+		live := n - i - 1
+		assert.LessOrEqual(t, r.GroupSlots(g), 2*live+1, "after %d left", i+1)
+	}
+	rows := r.SnapshotGroup(g, t0, ttl)
+	require.Len(t, rows, 10)
+	assert.Equal(t, fmt.Sprint(n-10), rows[0].Consumer)
+	assert.Len(t, r.Snapshot(t0, ttl), 10)
+
+	// A queue of many groups, most of which empty out.
+	for i := 0; i < 100; i++ {
+		beat(t, r, key("many", fmt.Sprint(i), "c"), 0, t0)
+	}
+	for i := 0; i < 99; i++ {
+		require.True(t, r.Deregister(key("many", fmt.Sprint(i), "c")))
+	}
+	assert.Len(t, r.SnapshotQueue("many", t0, ttl), 1)
+	groups, queues := r.IndexSizes()
+	assert.Equal(t, 2, groups)
+	assert.Equal(t, 2, queues)
+}
+
 func TestMaxConsumersPerGroup(t *testing.T) {
 	r := presence.New(presence.WithMaxConsumersPerGroup(2))
 	beat(t, r, key("q", "g", "a"), 0, t0)

@@ -329,7 +329,7 @@ func (r *Registry) Deregister(k Key) bool {
 // correctly stamped heartbeat was at t is thus gone after the first prune
 // past t + 2·ttl, whatever time a faulty clock stamped on a later beat.
 //
-// It visits the shards one at a time, like Snapshot, in O(n), and takes the
+// It visits the groups one at a time, like Snapshot, in O(n), and takes the
 // bucket lock of each consumer it removes. A heartbeat that races with the
 // removal of its consumer is never lost: either the heartbeat lands first
 // and the consumer stays, or the removal does and the heartbeat registers
@@ -340,28 +340,15 @@ func (r *Registry) Deregister(k Key) bool {
 func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 	ns := nanotime.FromTime(now)
 	n := 0
-	r.walk(func(s *shard, mk mkey, e *entry.Entry) bool {
-		for {
-			hb := e.HB()
-			if hb == nanotime.None {
-				return true
-			}
-			future := r.ahead(hb, ns)
-			if _, st := classifyAt(ns, hb, ttl); st != Expired && !future {
-				r.observe(s, mk, e, st, ns)
-				return true
-			}
-			pause(hookBeforeRetire)
-			if r.remove(s, mk, e, hb, EventExpired, ns) {
-				if future {
-					r.clockSteps.Add(1)
-				}
+	r.walk(func(ms []*entry.Entry) bool {
+		for _, e := range ms {
+			if r.pruneOne(e, ns, ttl) {
 				n++
-				return true
 			}
 			// A beat moved the heartbeat (classify it again), or e is no
 			// longer in the map, and so retired (the loop ends).
 		}
+		return true
 	})
 	return n
 }
@@ -370,6 +357,42 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 // impossible by the clock that read now.
 func (r *Registry) ahead(t, now int64) bool {
 	return t > now && uint64(t)-uint64(now) > r.step // exact: t > now
+}
+
+// pruneOne removes e if it is Expired at ns under ttl, or if its heartbeat
+// is more than the clock step ahead of ns, and reports whether it did;
+// otherwise it records the state e is in for the events. It hashes e's key
+// only to remove it or to emit an event.
+func (r *Registry) pruneOne(e *entry.Entry, ns int64, ttl time.Duration) bool {
+	for {
+		hb := e.HB()
+		if hb == nanotime.None {
+			return false
+		}
+		future := r.ahead(hb, ns)
+		if _, st := classifyAt(ns, hb, ttl); st != Expired && !future {
+			r.observe(e, st, ns)
+			return false
+		}
+		pause(hookBeforeRetire)
+		s, mk := r.slotOf(e)
+		if r.remove(s, mk, e, hb, EventExpired, ns) {
+			if future {
+				r.clockSteps.Add(1)
+			}
+			return true
+		}
+		// A beat moved the heartbeat (classify it again), or e is no
+		// longer in the map, and so retired (the loop ends).
+	}
+}
+
+// slotOf returns the shard of entry e and its map key, whose strings are
+// e's own.
+func (r *Registry) slotOf(e *entry.Entry) (*shard, mkey) {
+	k := entryKey(e)
+	h := hashKey(r.seed, &k)
+	return r.shardOf(h), mkey{h: h, k: k}
 }
 
 // Len returns the number of registered consumers, whatever their state. It

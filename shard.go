@@ -136,26 +136,6 @@ func (r *Registry) lookup(k *Key) (sl slot, ok bool) {
 	return sl, ok
 }
 
-// walk calls f for every entry of every shard, retired or not, one shard at
-// a time, until f returns false: the one loop over the whole registry. It
-// holds one xsync bucket lock only while MapOf.Range copies that bucket, so
-// it never blocks a refresh, and it is weakly consistent like
-// sync.Map.Range. mk's strings are the entry's own.
-func (r *Registry) walk(f func(s *shard, mk mkey, e *entry.Entry) bool) {
-	r.mustBeMade()
-	for i := range r.shards {
-		s := &r.shards[i]
-		more := true
-		s.m.Range(func(mk mkey, e *entry.Entry) bool {
-			more = f(s, mk, e)
-			return more
-		})
-		if !more {
-			return
-		}
-	}
-}
-
 // errNotMade is the panic of a Registry that New did not make.
 const errNotMade = "presence: Registry used without New (the zero Registry is not usable)"
 

@@ -68,10 +68,11 @@ var RegistryImpl = Impl{
 	Handle: func(r Registry, k presence.Key) Beater { return r.(*presence.Registry).Handle(k) },
 }
 
-// MutexImpl is the seed's design, the baseline.
+// MutexImpl is the fair baseline: sync.Mutex around a map of pointer
+// entries, one lookup per refresh (internal/mutexreg).
 var MutexImpl = Impl{
 	Name:   "mutex",
-	Empty:  func(int) Registry { return mutexreg.New(0) },
+	Empty:  func(n int) Registry { return mutexreg.NewSized(n) },
 	Handle: func(r Registry, k presence.Key) Beater { return r.(*mutexreg.Registry).Handle(k) },
 }
 
@@ -145,35 +146,44 @@ func (h solHandle) Heartbeat(leases uint32, now time.Time) error {
 // Impls lists every implementation, the library first.
 var Impls = []Impl{RegistryImpl, MutexImpl, SyncMapImpl, SOLImpl}
 
-// ImplByName returns the implementation called name.
-func ImplByName(name string) (Impl, bool) {
-	for _, i := range Impls {
-		if i.Name == name {
-			return i, true
-		}
-	}
-	return Impl{}, false
-}
+// Shape is how a workload's keys spread over queues and groups.
+type Shape string
 
-// Keys returns n distinct keys shaped like a broker's: 100 consumers a
-// group, 10 groups a queue.
-func Keys(n int) []presence.Key {
-	return KeysFrom(0, n)
-}
+const (
+	// Grouped is a broker's usual shape: 100 consumers a group, 10 groups
+	// a queue.
+	Grouped Shape = "grouped"
+	// Solo is one consumer per group and one group per queue, as with a
+	// queue per device.
+	Solo Shape = "solo"
+	// Seed is the key shape of the seed's own benchmark (shared/seedbench):
+	// queue q{i%10}, group g{i%5}, consumer c{i}.
+	Seed Shape = "seed"
+)
 
-// KeysFrom returns the keys numbered [from, from+n), in the shape of Keys.
-func KeysFrom(from, n int) []presence.Key {
+// Keys returns the keys numbered [from, from+n) of shape s.
+func (s Shape) Keys(from, n int) []presence.Key {
 	keys := make([]presence.Key, n)
 	for i := range keys {
 		j := from + i
-		keys[i] = presence.Key{
-			Queue:    fmt.Sprintf("queue-%04d", j/1000),
-			Group:    fmt.Sprintf("group-%d", j/100%10),
-			Consumer: fmt.Sprintf("consumer-%07d", j),
+		switch s {
+		case Solo:
+			keys[i] = presence.Key{Queue: fmt.Sprintf("queue-%07d", j), Group: "group-0", Consumer: fmt.Sprintf("consumer-%07d", j)}
+		case Seed:
+			keys[i] = presence.Key{Queue: fmt.Sprintf("q%d", j%10), Group: fmt.Sprintf("g%d", j%5), Consumer: fmt.Sprintf("c%d", j)}
+		default:
+			keys[i] = presence.Key{
+				Queue:    fmt.Sprintf("queue-%04d", j/1000),
+				Group:    fmt.Sprintf("group-%d", j/100%10),
+				Consumer: fmt.Sprintf("consumer-%07d", j),
+			}
 		}
 	}
 	return keys
 }
+
+// Keys returns n distinct keys of the Grouped shape.
+func Keys(n int) []presence.Key { return Grouped.Keys(0, n) }
 
 // KeyBytes is the total length of the keys' strings.
 func KeyBytes(keys []presence.Key) int {

@@ -23,10 +23,10 @@ func check(b *testing.B, err error) {
 	}
 }
 
-// RefreshKey heartbeats n registered consumers by key, round-robin, from one
-// goroutine or from GOMAXPROCS goroutines.
-func RefreshKey(b *testing.B, impl Impl, n int, parallel bool) {
-	keys := Keys(n)
+// RefreshKey heartbeats n registered consumers of the given shape by key,
+// round-robin, from one goroutine or from GOMAXPROCS goroutines.
+func RefreshKey(b *testing.B, impl Impl, shape Shape, n int, parallel bool) {
+	keys := shape.Keys(0, n)
 	r := impl.New(keys, T0)
 	settle(b)
 	if !parallel {
@@ -56,10 +56,10 @@ func RefreshHandle(b *testing.B, impl Impl, n int) {
 	refreshParallel(b, n, func(j int, now time.Time) error { return hs[j].Heartbeat(1, now) })
 }
 
-// Register registers b.N new consumers into a registry presized for them,
-// so that map growth stays out of the figure.
-func Register(b *testing.B, impl Impl) {
-	keys := Keys(b.N)
+// Register registers b.N new consumers of the given shape into a registry
+// presized for them, so that map growth stays out of the figure.
+func Register(b *testing.B, impl Impl, shape Shape) {
+	keys := shape.Keys(0, b.N)
 	r := impl.Empty(b.N)
 	settle(b)
 	for i := range keys {
@@ -105,6 +105,7 @@ func population(impl Impl, n int) (Registry, []presence.Key) {
 func Snapshot(b *testing.B, impl Impl, n int) {
 	r, _ := population(impl, n)
 	settle(b)
+	defer onCPU(b)()
 	for i := 0; i < b.N; i++ {
 		if got := len(r.Snapshot(T0, TTL)); got != n {
 			b.Fatalf("snapshot has %d rows, want %d", got, n)
@@ -149,12 +150,12 @@ func heapInUse() uint64 {
 	return ms.HeapAlloc
 }
 
-// Memory registers n consumers into an empty registry and reports the live
-// heap it grew by, per consumer, with the key bytes taken out
-// (bytes/consumer) and reported on their own (keybytes/consumer). ns/op is
-// the time to register all n.
-func Memory(b *testing.B, impl Impl, n int) {
-	keys := Keys(n)
+// Memory registers n consumers of the given shape into an empty registry
+// and reports the live heap it grew by, per consumer, the registry's own
+// copies of the key strings included (bytes/consumer); the key bytes alone
+// are reported as keybytes/consumer. ns/op is the time to register all n.
+func Memory(b *testing.B, impl Impl, n int, shape Shape) {
+	keys := shape.Keys(0, n)
 	kb := KeyBytes(keys)
 	var perConsumer float64
 	settle(b)
@@ -168,12 +169,46 @@ func Memory(b *testing.B, impl Impl, n int) {
 		}
 		b.StopTimer()
 		after := heapInUse()
-		perConsumer = (float64(after) - float64(before) - float64(kb)) / float64(n)
+		perConsumer = (float64(after) - float64(before)) / float64(n)
 		runtime.KeepAlive(r)
 		b.StartTimer()
 	}
 	b.ReportMetric(perConsumer, "bytes/consumer")
 	b.ReportMetric(float64(kb)/float64(n), "keybytes/consumer")
+}
+
+// PruneNone prunes n consumers of which none is expired: the cost of a
+// sweep that finds nothing to do, a walk over every consumer's heartbeat.
+func PruneNone(b *testing.B, impl Impl, n int) {
+	r := impl.New(Keys(n), T0)
+	settle(b)
+	defer onCPU(b)()
+	for i := 0; i < b.N; i++ {
+		if got := r.PruneExpired(T0, TTL); got != 0 {
+			b.Fatalf("pruned %d, want 0", got)
+		}
+	}
+}
+
+// Statser is implemented by registries that count consumers by state.
+type Statser interface {
+	Stats(now time.Time, ttl time.Duration) presence.Counts
+}
+
+// Stats counts n consumers by state.
+func Stats(b *testing.B, impl Impl, n int) {
+	r, _ := population(impl, n)
+	st, ok := r.(Statser)
+	if !ok {
+		b.Skipf("%s has no Stats", impl.Name)
+	}
+	settle(b)
+	defer onCPU(b)()
+	for i := 0; i < b.N; i++ {
+		if got := st.Stats(T0, TTL).Total(); got != n {
+			b.Fatalf("stats count %d, want %d", got, n)
+		}
+	}
 }
 
 // GroupViewer is implemented by registries with a per-group snapshot.
@@ -198,6 +233,23 @@ func SnapshotGroup(b *testing.B, impl Impl, n int) {
 	}
 }
 
+// onCPU measures a single-goroutine timed loop's CPU time as well as its
+// wall time: it pins the goroutine to its thread, and the returned done
+// reports the thread's CPU time per operation as cpu-ns/op. On a shared
+// machine a thread waits for a core for much of its wall time; its CPU time
+// is what the work itself cost. Off Linux done reports nothing.
+func onCPU(b *testing.B) (done func()) {
+	runtime.LockOSThread()
+	c0, ok := threadCPU()
+	return func() {
+		c1, ok1 := threadCPU()
+		runtime.UnlockOSThread()
+		if ok && ok1 && b.N > 0 {
+			b.ReportMetric(float64(c1-c0)/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
 // settle ends a workload's setup: it collects the setup's garbage, so that a
 // GC cycle it started does not run into the timed loop, then resets the
 // timer and turns on allocation reporting.
@@ -209,18 +261,21 @@ func settle(b *testing.B) {
 
 // Checkpoint writes a checkpoint of n consumers to io.Discard and reports
 // its throughput in MB/s and consumers/s.
-func Checkpoint(b *testing.B, n int) {
-	r := presence.New()
-	for _, k := range Keys(n) {
-		check(b, r.Heartbeat(k, 1, T0))
+func Checkpoint(b *testing.B, impl Impl, n int) {
+	r := impl.New(Keys(n), T0)
+	wt, ok := r.(io.WriterTo)
+	if !ok {
+		b.Skipf("%s has no WriteTo", impl.Name)
 	}
 	var size int64
 	settle(b)
+	done := onCPU(b)
 	for i := 0; i < b.N; i++ {
 		var err error
-		size, err = r.WriteTo(io.Discard)
+		size, err = wt.WriteTo(io.Discard)
 		check(b, err)
 	}
+	done()
 	secs := b.Elapsed().Seconds() / float64(b.N)
 	b.ReportMetric(float64(size)/1e6/secs, "MB/s")
 	b.ReportMetric(float64(n)/secs, "consumers/s")
@@ -242,21 +297,33 @@ func RefreshDuringCheckpoints(b *testing.B, n int) {
 }
 
 // refreshParallel runs beat from GOMAXPROCS goroutines over n consumers,
-// each goroutine walking them round-robin from its own start with its own
+// each goroutine walking its own share of them round-robin with its own
 // clock, and fails the benchmark on the first error.
+//
+// The shares do not overlap. When they did (every goroutine walking all n
+// from its own start), a goroutine whose clock had fallen behind another's
+// found its beats older than the ones stored, and Refresh returns early on
+// stale news without writing anything: that goroutine then ran several
+// times faster, and the figure flipped between two modes from run to run.
+// Own consumers, own clock: every beat is news and does the full write.
 func refreshParallel(b *testing.B, n int, beat func(j int, now time.Time) error) {
+	procs := runtime.GOMAXPROCS(0)
 	var id atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
-		g := int(id.Add(1))
-		j, now := g*7919%n, T0
+		g := int(id.Add(1)-1) % procs
+		lo, hi := g*n/procs, (g+1)*n/procs
+		if hi == lo { // fewer consumers than goroutines: share them all
+			lo, hi = 0, n
+		}
+		j, now := lo, T0
 		for pb.Next() {
 			now = now.Add(1)
 			if err := beat(j, now); err != nil {
 				b.Error(err)
 				return
 			}
-			if j++; j == n {
-				j = 0
+			if j++; j == hi {
+				j = lo
 			}
 		}
 	})
