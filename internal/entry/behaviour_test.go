@@ -2,6 +2,7 @@ package entry
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -180,16 +181,22 @@ func activeIf(i int) int64 {
 func TestEntryBlockSize(t *testing.T) {
 	const n = 2000
 	es := make([]*Entry, n)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range es {
-		es[i] = New("q", "g", "c", 0, 0) // 36 + 3 + 3 bytes: 48 with padding
+	// The least of a few trials: a goroutine of another test, or the
+	// runtime, may allocate during one of them.
+	least := uint64(math.MaxUint64)
+	for range 5 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range es {
+			es[i] = New("q", "g", "c", 0, 0) // 36 + 3 + 3 bytes: 48 with padding
+		}
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(es)
+		least = min(least, (after.TotalAlloc-before.TotalAlloc)/n)
 	}
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(es)
-	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 48 {
-		t.Fatalf("%d bytes per entry, want 48", per)
+	if least > 48 {
+		t.Fatalf("%d bytes per entry, want 48", least)
 	}
 }
 
