@@ -91,7 +91,13 @@ func keySlot(key string) int {
 // group's bucket.
 func groupPrefix(q, g string) (prefix string, bucket int) {
 	lq := strconv.Itoa(len(q))
-	bucket = int(xxhash.Sum64String(lq+":"+q+g) % Buckets)
+	var d xxhash.Digest // the hash of lq ":" q g, without building it
+	d.Reset()
+	_, _ = d.WriteString(lq)
+	_, _ = d.WriteString(":")
+	_, _ = d.WriteString(q)
+	_, _ = d.WriteString(g)
+	bucket = int(d.Sum64() % Buckets)
 	return lq + ":" + strconv.Itoa(len(g)) + ":" + q + g, bucket
 }
 
@@ -171,17 +177,21 @@ const recordLen = 3*21 + 10
 // a hash table, where writing a field costs O(1) rather than a scan of the
 // group.
 func encodeRecord(c presence.Consumer) string {
-	var buf [recordLen]byte
-	b := buf[:0]
+	var rec [recordLen]byte
+	return string(appendRecord(rec[:0], c))
+}
+
+// appendRecord appends encodeRecord(c) to dst.
+func appendRecord(dst []byte, c presence.Consumer) []byte {
 	for _, t := range [3]time.Time{c.RegisteredAt, c.LastHeartbeat, c.LastActive} {
-		b = append(appendTime(b, unixNano(t)), ' ')
+		dst = append(appendTime(dst, unixNano(t)), ' ')
 	}
 	var digits [10]byte
 	d := strconv.AppendUint(digits[:0], uint64(c.Leases), 10)
 	for range 10 - len(d) {
-		b = append(b, '0')
+		dst = append(dst, '0')
 	}
-	return string(append(b, d...))
+	return append(dst, d...)
 }
 
 func decodeRecord(k presence.Key, v string) (presence.Consumer, bool) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -283,6 +284,9 @@ func TestParseFieldAndTimes(t *testing.T) {
 		assert.Equal(t, k, back)
 		assert.Equal(t, bucketOf(k.Queue, k.Group), b)
 	}
+	// The layout is shared by every broker: a group's bucket never changes.
+	assert.Equal(t, int(xxhash.Sum64String("6:orders"+"workers")%Buckets), bucketOf("orders", "workers"))
+	assert.Equal(t, 76, bucketOf("orders", "workers"))
 	for _, f := range []string{"epoch", "seq", "9:0:ab", "1:9:ab", "x:1:a", "1:-1:ab", "-1:1:ab", "1:1"} {
 		_, ok := parseField(f)
 		assert.False(t, ok, "%q", f)
