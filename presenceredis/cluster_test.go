@@ -220,8 +220,8 @@ func timeline(t *testing.T, evs []flushEvent, killed, ok time.Time) (firstOK tim
 // steady heartbeats. While it is down the other masters keep being
 // written and read (partial flushes and reads, never empty ones); its
 // replica takes over; the mirror learns the new slot map after its first
-// failed flush, so the second flush after cluster_state:ok at the latest
-// succeeds; and Redis converges to the registry with nothing lost, even if
+// failed flush, so a flush that begins after cluster_state:ok succeeds at
+// the latest on its second try; and Redis converges to the registry with nothing lost, even if
 // the replica missed the last writes before the kill.
 func TestMasterKilledFailsOver(t *testing.T) {
 	c := startCluster(t)
@@ -273,7 +273,10 @@ func TestMasterKilledFailsOver(t *testing.T) {
 	firstOK, afterOK, partial := timeline(t, log.events(), killed, ok)
 	assert.Positive(t, partial, "the live masters kept being written while one was down")
 	require.False(t, firstOK.IsZero(), "a flush succeeded after the failover")
-	assert.LessOrEqual(t, afterOK, 2, "the second flush after cluster_state:ok succeeds at the latest")
+	// The flush that fails after ok reloads the slot map, so the next one
+	// succeeds; counted by end time, a flush that began before ok and ended
+	// after it may fail too on a loaded machine, hence 3, not 2.
+	assert.LessOrEqual(t, afterOK, 3, "the third flush ending after cluster_state:ok succeeds at the latest")
 
 	_, err = m.Flush(context.Background())
 	require.NoError(t, err)
