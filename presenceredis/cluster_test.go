@@ -221,8 +221,8 @@ func timeline(t *testing.T, evs []flushEvent, killed, ok time.Time) (firstOK tim
 // written and read (partial flushes and reads, never empty ones); its
 // replica takes over; the mirror learns the new slot map after its first
 // failed flush, so a flush that begins after cluster_state:ok succeeds at
-// the latest on its second try; and Redis converges to the registry with nothing lost, even if
-// the replica missed the last writes before the kill.
+// the latest on its second try; and Redis converges to the registry with
+// nothing lost, even if the replica missed the last writes before the kill.
 func TestMasterKilledFailsOver(t *testing.T) {
 	c := startCluster(t)
 	cc := c.client(t)
