@@ -71,7 +71,10 @@ func (r *Registry) MarkAllChanged() {
 // registry, as ReadFrom does for each checkpoint row: the later
 // LastHeartbeat (with its Leases) and LastActive and the earlier
 // RegisteredAt win, and an absent consumer is registered with the row's
-// times. Age and State are ignored. Limits apply. A row whose times are out
+// times. The row's TTL (clamped to WithTTLBounds; 0 declares nothing)
+// travels with its LastHeartbeat: it becomes the consumer's declared TTL
+// unless the consumer's own heartbeat is newer. Age and State are ignored.
+// Limits apply. A row whose times are out
 // of order (RegisteredAt or LastActive after LastHeartbeat) is refused with
 // ErrBadCheckpoint, one with a zero RegisteredAt or LastHeartbeat with
 // ErrZeroTime.
@@ -103,6 +106,7 @@ func (r *Registry) mergeAt(c Consumer, now int64) error {
 		registered: nanotime.FromTime(c.RegisteredAt),
 		hb:         nanotime.FromTime(c.LastHeartbeat),
 		active:     nanotime.None,
+		ttl:        int64(c.TTL),
 		leases:     c.Leases,
 	}
 	if !c.LastActive.IsZero() {
@@ -199,8 +203,9 @@ func (r *Registry) MarkDeleted(k Key) {
 // At returns c with Age and State computed for now and ttl, as the
 // registry's own reads compute them: Age is now minus LastHeartbeat, never
 // negative and saturating at the largest Duration, and State classifies it
-// (see Classify). A mirror calls it on rows it reads back from elsewhere.
+// (see Classify), under c.TTL if the consumer declared one, else under ttl.
+// A mirror calls it on rows it reads back from elsewhere.
 func (c Consumer) At(now time.Time, ttl time.Duration) Consumer {
-	c.Age, c.State = classifyAt(nanotime.FromTime(now), nanotime.FromTime(c.LastHeartbeat), ttl)
+	c.Age, c.State = classifyAt(nanotime.FromTime(now), nanotime.FromTime(c.LastHeartbeat), judge(c.TTL, ttl))
 	return c
 }

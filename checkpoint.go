@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"slices"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 	"github.com/seed351623e9/presence/internal/nanotime"
 )
 
-// Checkpoint format, version 1
+// Checkpoint format, version 2
 //
 //	header  "PRESENCE" | version (1 byte) | 3 zero bytes
 //	blocks  length (u32 LE, 1..maxBlock) | CRC-32C of the payload (u32 LE) | payload
@@ -24,15 +25,22 @@ import (
 // A payload is a run of records, each:
 //
 //	uvarint len | queue | uvarint len | group | uvarint len | consumer |
-//	varint registered | varint last heartbeat | varint last active | uvarint leases
+//	varint registered | varint last heartbeat | varint last active | uvarint leases |
+//	uvarint declared TTL
 //
-// with times in Unix nanoseconds and last active = math.MinInt64 for none.
+// with times in Unix nanoseconds, last active = math.MinInt64 for none, and
+// the declared TTL in nanoseconds, 0 for none (at most math.MaxInt64).
+// Version 1, written before consumers could declare a TTL, is the same
+// without the declared TTL; ReadFrom still reads it, as declaring none.
 // Every block is checked before anything is applied, and the trailer's count
 // must match, so a truncated or corrupted checkpoint is detected whole.
 
 const (
 	checkpointMagic   = "PRESENCE"
-	checkpointVersion = 1
+	checkpointVersion = 2
+	// checkpointV1 is the previous version, read but no longer written:
+	// its records carry no declared TTL.
+	checkpointV1 = 1
 	// blockTarget is the payload size at which WriteTo starts a new block.
 	blockTarget = 64 << 10
 	// maxBlock bounds a block's payload, so that a corrupt length cannot
@@ -99,7 +107,7 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 			if !ok {
 				continue
 			}
-			block = appendRecord(block, entryKey(e), st.Registered, st.HB, st.Active, st.Leases)
+			block = appendRecord(block, entryKey(e), st.Registered, st.HB, st.Active, st.Leases, int64(st.TTL))
 			records++
 			if len(block) >= blockTarget {
 				if flush(); err != nil {
@@ -126,7 +134,7 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 	return cw.n, err
 }
 
-func appendRecord(b []byte, k Key, registered, hb, active int64, leases uint32) []byte {
+func appendRecord(b []byte, k Key, registered, hb, active int64, leases uint32, ttl int64) []byte {
 	for _, s := range [...]string{k.Queue, k.Group, k.Consumer} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
@@ -134,18 +142,21 @@ func appendRecord(b []byte, k Key, registered, hb, active int64, leases uint32) 
 	b = binary.AppendVarint(b, registered)
 	b = binary.AppendVarint(b, hb)
 	b = binary.AppendVarint(b, active)
-	return binary.AppendUvarint(b, uint64(leases))
+	b = binary.AppendUvarint(b, uint64(leases))
+	return binary.AppendUvarint(b, uint64(ttl))
 }
 
 // record is one decoded checkpoint row.
 type record struct {
 	k                      Key
 	registered, hb, active int64
+	ttl                    int64 // declared, nanoseconds; 0 for none
 	leases                 uint32
 }
 
-// decodeRecord decodes one record from the front of b. Its strings alias b.
-func decodeRecord(b []byte) (record, []byte, error) {
+// decodeRecord decodes one record of checkpoint format version from the
+// front of b.
+func decodeRecord(b []byte, version byte) (record, []byte, error) {
 	var rec record
 	var strs [3]string
 	for i := range strs {
@@ -170,10 +181,19 @@ func decodeRecord(b []byte) (record, []byte, error) {
 		return rec, nil, badCheckpoint("record lease count invalid")
 	}
 	rec.leases = uint32(l)
+	b = b[w:]
+	if version != checkpointV1 {
+		d, w := binary.Uvarint(b)
+		if w <= 0 || d > math.MaxInt64 {
+			return rec, nil, badCheckpoint("record TTL invalid")
+		}
+		rec.ttl = int64(d)
+		b = b[w:]
+	}
 	if err := rec.validate(); err != nil {
 		return rec, nil, err
 	}
-	return rec, b[w:], nil
+	return rec, b, nil
 }
 
 // validate checks that rec's times are storable and in order: registered
@@ -195,9 +215,10 @@ const minChunk = 64 << 10
 // blockReader reads a checkpoint's header, blocks and trailer from rd,
 // counting the bytes it reads.
 type blockReader struct {
-	rd  io.Reader
-	n   int64
-	buf []byte // the current block's payload, reused
+	rd      io.Reader
+	n       int64
+	buf     []byte // the current block's payload, reused
+	version byte   // the header's format version
 }
 
 // read fills p, turning an early end of input into ErrBadCheckpoint.
@@ -218,7 +239,8 @@ func (br *blockReader) header() error {
 	if string(hdr[:8]) != checkpointMagic {
 		return badCheckpoint("not a presence checkpoint")
 	}
-	if hdr[8] != checkpointVersion || hdr[9]|hdr[10]|hdr[11] != 0 {
+	br.version = hdr[8]
+	if br.version != checkpointVersion && br.version != checkpointV1 || hdr[9]|hdr[10]|hdr[11] != 0 {
 		return badCheckpoint("unsupported version %d", hdr[8])
 	}
 	return nil
@@ -308,7 +330,7 @@ func readBlocks(rd io.Reader, apply func(record) error, sums *[]uint32) (int64, 
 			return br.n, records, badCheckpoint("input changed after it was verified, at block %d", i)
 		}
 		for b := payload; len(b) > 0; records++ {
-			rec, rest, err := decodeRecord(b)
+			rec, rest, err := decodeRecord(b, br.version)
 			if err != nil {
 				return br.n, records, err
 			}
@@ -419,12 +441,13 @@ func (r *Registry) restore(rec record, now int64) error {
 		return fmt.Errorf("%w: %q last beat at %v", ErrFutureTime, rec.k, nanotime.ToTime(rec.hb))
 	}
 	k := rec.k
-	merge := func(e *entry.Entry) bool { return e.Merge(rec.registered, rec.hb, rec.active, rec.leases) }
+	ttl := r.declare(time.Duration(rec.ttl))
+	merge := func(e *entry.Entry) bool { return e.MergeTTL(rec.registered, rec.hb, rec.active, rec.leases, ttl) }
 	sl, ok := r.lookup(&k)
 	if ok && merge(sl.e) {
 		return nil
 	}
-	fresh := entry.Restore(k.Queue, k.Group, k.Consumer, rec.registered, rec.hb, rec.active, rec.leases)
+	fresh := entry.RestoreTTL(k.Queue, k.Group, k.Consumer, rec.registered, rec.hb, rec.active, rec.leases, ttl)
 	_, err := r.upsert(sl.s, mkey{h: sl.h, k: entryKey(fresh)}, fresh, rec.hb, false, merge)
 	return err
 }

@@ -100,7 +100,7 @@ func TestReadFromRejectsDamageAndChangesNothing(t *testing.T) {
 		"no trailer":     data[:len(data)-16],
 		"short trailer":  data[:len(data)-1],
 		"wrong magic":    append([]byte("PRESENCX"), data[8:]...),
-		"future version": append(append([]byte("PRESENCE"), 2, 0, 0, 0), data[12:]...),
+		"future version": append(append([]byte("PRESENCE"), 3, 0, 0, 0), data[12:]...),
 	}
 	for _, off := range []int{12, 20, len(data) / 3, len(data) - 20, len(data) - 3} {
 		flipped := bytes.Clone(data)

@@ -107,3 +107,13 @@ func classifyAt(now, last int64, ttl time.Duration) (time.Duration, State) {
 	age := nanotime.Age(now, last)
 	return age, Classify(age, ttl)
 }
+
+// judge returns the TTL that a consumer which declared declared (0 for
+// none) is judged by in a read that passes ttl: its own if it declared one,
+// else ttl, a negative ttl counting as 0.
+func judge(declared, ttl time.Duration) time.Duration {
+	if declared != 0 {
+		return declared
+	}
+	return max(ttl, 0)
+}

@@ -20,7 +20,11 @@ package presence
 // that stores the lease count tagged with that time, and a load of the
 // change mark for mirrors (entry.Entry.Beat). No mutex, no bucket lock, no
 // shared counter, no allocation. A Handle skips the hash and the lookup too, by
-// keeping the entry pointer.
+// keeping the entry pointer. A refresh that declares a TTL
+// (HeartbeatWithTTL) also loads the entry's TTL word and stores it only when
+// the declared value differs, before the lease write, so that a row whose
+// lease count is that of the beat at its heartbeat time has that beat's TTL
+// or a newer one.
 //
 // Removal. An entry is never simply deleted from its map. It is first
 // retired: a CAS moves its heartbeat word from the value the remover looked

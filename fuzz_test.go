@@ -135,6 +135,9 @@ var fuzzOps = []struct {
 	9:  {"ReadFromAt of its own checkpoint", (*fuzzRun).readOwnCheckpoint},
 	10: {"MergeAt of its own row", (*fuzzRun).mergeOwnRow},
 	11: {"Heartbeat at the zero time", (*fuzzRun).zeroTime},
+	12: {"HeartbeatWithTTL", func(f *fuzzRun) { f.heartbeatWithTTL(false) }},
+	13: {"Handle.HeartbeatWithTTL", func(f *fuzzRun) { f.heartbeatWithTTL(true) }},
+	14: {"checkpoint into a registry with TTL bounds", (*fuzzRun).rebound},
 }
 
 // fuzzRun is one program's state: the two registries, the handles, the
@@ -147,6 +150,7 @@ type fuzzRun struct {
 	handles map[presence.Key]*presence.Handle
 	now     time.Time
 	trace   []string
+	opts    []presence.Option // the registry's limits and shards, for rebound
 }
 
 func (f *fuzzRun) log(format string, args ...any) {
@@ -164,12 +168,14 @@ func runProgram(t *testing.T, data []byte) {
 	limit := int(cfg & 7)
 	shards := 1 << (cfg >> 3 & 7)
 	perGroup := int(cfg >> 6)
+	opts := []presence.Option{presence.WithMaxConsumers(limit), presence.WithShards(shards), presence.WithMaxConsumersPerGroup(perGroup)}
 	f := &fuzzRun{
 		t: t, p: p,
-		reg:     presence.New(presence.WithMaxConsumers(limit), presence.WithShards(shards), presence.WithMaxConsumersPerGroup(perGroup)),
+		reg:     presence.New(opts...),
 		ref:     mutexreg.NewWithGroupLimit(limit, perGroup),
 		handles: map[presence.Key]*presence.Handle{},
 		now:     extremes[4],
+		opts:    opts,
 	}
 	f.log("New(WithMaxConsumers(%d), WithShards(%d), WithMaxConsumersPerGroup(%d))", limit, shards, perGroup)
 	for ops := 0; p.more() && ops < 400; ops++ {
@@ -260,6 +266,52 @@ func (f *fuzzRun) checkpoint() {
 		f.fail("ReadFrom: %v", err)
 	}
 	compareSnapshots(f.t, restored.Snapshot(f.now, ttl30), f.ref.Snapshot(f.now, ttl30), f.fail)
+}
+
+// heartbeatWithTTL is heartbeat declaring a TTL read from the next byte
+// (ttls: zero, negative and saturating ones included).
+func (f *fuzzRun) heartbeatWithTTL(byHandle bool) {
+	k, l := f.p.key(), f.p.leases()
+	f.now = f.p.clock(f.now)
+	d := f.p.ttl()
+	var got error
+	if byHandle {
+		h := f.handles[k]
+		if h == nil {
+			h = f.reg.Handle(k)
+			f.handles[k] = h
+		}
+		got = h.HeartbeatWithTTL(l, d, f.now)
+		f.log("Handle(%q).HeartbeatWithTTL(%d, %v, %v) = %v", k, l, d, f.now, got)
+	} else {
+		got = f.reg.HeartbeatWithTTL(k, l, d, f.now)
+		f.log("HeartbeatWithTTL(%q, %d, %v, %v) = %v", k, l, d, f.now, got)
+	}
+	if want := f.ref.HeartbeatWithTTL(k, l, d, f.now); !sameErr(got, want) {
+		f.fail("HeartbeatWithTTL returned %v, reference %v", got, want)
+	}
+}
+
+// rebound moves the program onto a new registry with TTL bounds read from
+// the next two bytes (ttls; zero and negative ones are no bound), with the
+// same limits, restored from the registry's checkpoint: every declared TTL
+// is clamped on the way in, as the reference clamps its own when it is
+// given the bounds. The program goes on with the bounded registries.
+func (f *fuzzRun) rebound() {
+	lo, hi := f.p.ttl(), f.p.ttl()
+	var buf bytes.Buffer
+	if _, err := f.reg.WriteTo(&buf); err != nil {
+		f.fail("WriteTo: %v", err)
+	}
+	f.reg = presence.New(append(f.opts, presence.WithTTLBounds(lo, hi))...)
+	f.handles = map[presence.Key]*presence.Handle{}
+	_, err := f.reg.ReadFrom(&buf)
+	f.log("ReadFrom into New(..., WithTTLBounds(%v, %v)) = %v", lo, hi, err)
+	if err != nil {
+		f.fail("ReadFrom: %v", err)
+	}
+	f.ref.SetTTLBounds(lo, hi)
+	compareSnapshots(f.t, f.reg.Snapshot(f.now, ttl30), f.ref.Snapshot(f.now, ttl30), f.fail)
 }
 
 // futureRows returns the reference's rows whose heartbeat is further ahead
@@ -404,8 +456,8 @@ func compareSnapshots(t *testing.T, got, want []presence.Consumer, fail func(str
 func rowsString(rows []presence.Consumer) string {
 	var b strings.Builder
 	for _, c := range rows {
-		fmt.Fprintf(&b, "\n    %q reg=%d hb=%d active=%v age=%v leases=%d %v",
-			c.Key, c.RegisteredAt.UnixNano(), c.LastHeartbeat.UnixNano(), c.LastActive, c.Age, c.Leases, c.State)
+		fmt.Fprintf(&b, "\n    %q reg=%d hb=%d active=%v age=%v leases=%d %v ttl=%v",
+			c.Key, c.RegisteredAt.UnixNano(), c.LastHeartbeat.UnixNano(), c.LastActive, c.Age, c.Leases, c.State, c.TTL)
 	}
 	return b.String()
 }
@@ -437,6 +489,12 @@ func FuzzRegistry(f *testing.F) {
 	// A beat 32 s ahead, then the clock 63 s back: the prune removes the
 	// consumer whose heartbeat is in its future; a zero-time beat by handle.
 	f.Add([]byte{0x00, 0, 0x05, 1, 0x80, 0, 0x06, 0, 0xfd, 4, 4, 5, 3, 9, 11, 0x05, 1})
+	// Declared TTLs: key 5 declares 1 s by key, key 6 30 s by handle; 2 s
+	// later a snapshot (ttl 1 h) has 5 stale and 6 active, then a prune
+	// at 3 s removes 5 only. Then bounds [1 s, 1 s] clamp key 6's 30 s to
+	// 1 s in a restore, and key 6 re-declares 1 ns, which is raised to 1 s.
+	f.Add([]byte{0x00, 12, 0x05, 1, 3, 2, 13, 0x06, 1, 3, 3, 0, 0x07, 0, 8, 5, 4,
+		0, 0x07, 0, 4, 4, 4, 14, 2, 2, 5, 3, 13, 0x06, 0, 3, 1, 5, 3})
 	f.Fuzz(runProgram)
 }
 

@@ -1,6 +1,10 @@
 package presence
 
-import "time"
+import (
+	"time"
+
+	"github.com/seed351623e9/presence/internal/entry"
+)
 
 // Option configures a Registry in New.
 type Option func(*config)
@@ -12,6 +16,8 @@ type config struct {
 	maxPerGroup int
 	presize     int
 	counters    bool
+	ttlMin      time.Duration
+	ttlMax      time.Duration
 }
 
 // WithShards sets the number of shards. n is rounded up to a power of two,
@@ -79,3 +85,31 @@ func WithMaxClockStep(d time.Duration) Option {
 		}
 	}
 }
+
+// WithTTLBounds bounds the heartbeat budgets that consumers declare
+// (Registry.HeartbeatWithTTL, Handle.HeartbeatWithTTL), as a Kafka broker
+// bounds session.timeout.ms with group.min.session.timeout.ms and
+// group.max.session.timeout.ms. A declaration below lo is raised to lo and
+// one above hi lowered to hi; lo <= 0 means no lower bound and hi <= 0 no
+// upper bound (the default: none), and hi below lo is taken as lo.
+//
+// The registry clamps rather than refuses: a heartbeat is a sign of life
+// and is always recorded, and the clamped budget is the one the consumer is
+// judged by and reported with (Consumer.TTL). Restored and merged rows are
+// clamped alike. The bounds do not apply to the TTL a read passes for the
+// consumers that declare none.
+func WithTTLBounds(lo, hi time.Duration) Option {
+	return func(c *config) {
+		c.ttlMin, c.ttlMax = max(lo, 0), max(hi, 0)
+		if c.ttlMax > 0 && c.ttlMax < c.ttlMin {
+			c.ttlMax = c.ttlMin
+		}
+	}
+}
+
+// MaxDeclaredTTL is the largest TTL a consumer can declare: a registry keeps
+// a declared TTL in whole milliseconds, rounded up, in 4 bytes of the
+// consumer's entry, so a longer one is taken as MaxDeclaredTTL (about
+// 49.7 days) and a shorter one as a whole number of milliseconds (1 ns is
+// 1 ms). Consumer.TTL reports the TTL as kept.
+const MaxDeclaredTTL = entry.MaxTTL

@@ -81,6 +81,16 @@ type Registry struct {
 	ctr         *counters // nil unless WithCounters
 	clockSteps  atomic.Int64
 	dels        deletions // deregistrations kept for a mirror; see changes.go
+	// ttlMin and ttlMax bound declared TTLs (WithTTLBounds), in
+	// nanoseconds; 0 is no bound.
+	ttlMin, ttlMax int64
+	// shortest is the shortest TTL, in nanoseconds, that a registered
+	// consumer declared, 0 if none: the Sweeper's default interval serves
+	// it. A declaration lowers it at once; every PruneExpired pass sets it
+	// to the shortest among the consumers it kept and the declarations
+	// made while it ran (fresh), so it rises again when the consumers
+	// that declared it leave.
+	shortest, fresh atomic.Int64
 }
 
 // New returns an empty Registry.
@@ -99,6 +109,8 @@ func New(opts ...Option) *Registry {
 		seed:        maphash.MakeSeed(),
 		step:        uint64(c.maxStep),
 		ix:          newIndex(),
+		ttlMin:      int64(c.ttlMin),
+		ttlMax:      int64(c.ttlMax),
 	}
 	r.events.dropped = xsync.NewCounter()
 	if c.counters {
@@ -138,20 +150,87 @@ func (r *Registry) shardOf(h uint64) *shard {
 // Once Heartbeat returns nil, k is present with LastHeartbeat >= now until a
 // later Deregister, a later PruneExpired that finds now itself expired, or a
 // later heartbeat that corrects the clock, changes that.
+//
+// Heartbeat declares no TTL: a consumer that never declared one is judged
+// by the TTL of each read, and one that did keeps its declaration.
 func (r *Registry) Heartbeat(k Key, leases uint32, now time.Time) error {
+	return r.heartbeat(&k, leases, 0, now)
+}
+
+// HeartbeatWithTTL is Heartbeat for a consumer that declares its own
+// heartbeat budget, its session timeout in Kafka's terms (NATS calls it a
+// consumer's inactive threshold): from this beat on, every read, count,
+// prune and event judges k by ttl instead of the TTL the read passes, and
+// rows report it (Consumer.TTL). ttl is clamped to the registry's bounds
+// (WithTTLBounds) and kept to the millisecond, rounded up (see
+// MaxDeclaredTTL); ttl <= 0 declares nothing, as Heartbeat.
+//
+// The newest declaration wins: a later beat may declare another budget,
+// while a beat that is stale news (older than the stored one) changes
+// nothing, its declaration included. Re-declaring the budget the consumer
+// already has writes nothing, so a refresh stays as cheap as Heartbeat's:
+// lock-free, allocation-free, and one more load.
+func (r *Registry) HeartbeatWithTTL(k Key, leases uint32, ttl time.Duration, now time.Time) error {
+	return r.heartbeat(&k, leases, r.declare(ttl), now)
+}
+
+// heartbeat is Heartbeat declaring ttl, a bounded TTL in entry.TTLUnits
+// (0: none).
+func (r *Registry) heartbeat(k *Key, leases uint32, ttl uint32, now time.Time) error {
 	ns := nanotime.FromTime(now)
 	if ns == nanotime.Min && now.IsZero() {
 		return ErrZeroTime
 	}
-	sl, ok := r.lookup(&k)
+	sl, ok := r.lookup(k)
 	if ok {
-		if o := sl.e.Beat(ns, leases, r.step); o != entry.Retired {
+		if o := sl.e.BeatTTL(ns, leases, ttl, r.step); o != entry.Retired {
 			r.beaten(o)
 			return nil
 		}
 	}
-	_, err := r.register(sl.s, sl.h, &k, leases, ns)
+	_, err := r.register(sl.s, sl.h, k, leases, ttl, ns)
 	return err
+}
+
+// declare returns the TTL a consumer declaring ttl gets, in entry.TTLUnits:
+// ttl within the registry's bounds, rounded up to a whole unit and at most
+// MaxDeclaredTTL, or 0 (none) for ttl <= 0. It notes the shortest declared
+// TTL for the Sweeper.
+func (r *Registry) declare(ttl time.Duration) uint32 {
+	if ttl <= 0 {
+		return 0
+	}
+	d := max(int64(ttl), r.ttlMin)
+	if r.ttlMax > 0 {
+		d = min(d, r.ttlMax)
+	}
+	units := uint32(min(ceilUnits(time.Duration(d)), math.MaxUint32))
+	d = int64(units) * int64(entry.TTLUnit)
+	// fresh first: a pass that ends after this reads fresh after it stores
+	// shortest, so this declaration ends up in shortest either way.
+	keepLowest(&r.fresh, d)
+	keepLowest(&r.shortest, d)
+	return units
+}
+
+// keepLowest lowers w to d > 0 if w is 0 (none) or above d. It writes only
+// then, so a steady declaration of the same TTL costs one load.
+func keepLowest(w *atomic.Int64, d int64) {
+	for {
+		cur := w.Load()
+		if cur != 0 && cur <= d || w.CompareAndSwap(cur, d) {
+			return
+		}
+	}
+}
+
+// ceilUnits returns d >= 0 in entry.TTLUnits, rounded up.
+func ceilUnits(d time.Duration) int64 {
+	n := int64(d / entry.TTLUnit)
+	if d%entry.TTLUnit != 0 {
+		n++
+	}
+	return n
 }
 
 // beaten counts a heartbeat that found its entry live.
@@ -167,13 +246,14 @@ func (r *Registry) beaten(o entry.Outcome) {
 // register is the slow path of a heartbeat: the consumer is absent, or its
 // entry was retired. It inserts a new entry, or refreshes the live one that a
 // concurrent heartbeat inserted first, and returns the live entry.
-func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, now int64) (*entry.Entry, error) {
+func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, ttl uint32, now int64) (*entry.Entry, error) {
 	if k.tooLong() {
 		return nil, ErrKeyTooLong
 	}
 	fresh, mk := newEntry(h, k, now, leases)
+	fresh.SetTTL(ttl)
 	return r.upsert(s, mk, fresh, now, true, func(e *entry.Entry) bool {
-		o := e.Beat(now, leases, r.step)
+		o := e.BeatTTL(now, leases, ttl, r.step)
 		if o == entry.Corrected {
 			r.clockSteps.Add(1)
 		}
@@ -321,8 +401,9 @@ func (r *Registry) Deregister(k Key) bool {
 	return true
 }
 
-// PruneExpired removes every consumer that is Expired at now under ttl, and
-// returns how many it removed. A consumer whose LastHeartbeat is more than
+// PruneExpired removes every consumer that is Expired at now under ttl, or
+// under its own declared TTL (HeartbeatWithTTL) if it has one, and returns
+// how many it removed. A consumer whose LastHeartbeat is more than
 // the clock step (WithMaxClockStep) ahead of now is removed as well: its
 // heartbeat came from a clock that was ahead, so its real last beat is
 // unknown, and it is counted in Counters.ClockSteps. A consumer whose last
@@ -340,9 +421,13 @@ func (r *Registry) Deregister(k Key) bool {
 func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 	ns := nanotime.FromTime(now)
 	n := 0
+	// The shortest declared TTL among the consumers the pass keeps, and
+	// those declared while it runs, which it may miss: see shortest.
+	r.fresh.Store(0)
+	var low time.Duration
 	r.walk(func(ms []*entry.Entry) bool {
 		for _, e := range ms {
-			if r.pruneOne(e, ns, ttl) {
+			if r.pruneOne(e, ns, ttl, &low) {
 				n++
 			}
 			// A beat moved the heartbeat (classify it again), or e is no
@@ -350,6 +435,13 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 		}
 		return true
 	})
+	if f := time.Duration(r.fresh.Load()); f != 0 && (low == 0 || f < low) {
+		low = f
+	}
+	r.shortest.Store(int64(low))
+	if f := r.fresh.Load(); f != 0 {
+		keepLowest(&r.shortest, f) // declared since the load above
+	}
 	return n
 }
 
@@ -363,15 +455,19 @@ func (r *Registry) ahead(t, now int64) bool {
 // is more than the clock step ahead of ns, and reports whether it did;
 // otherwise it records the state e is in for the events. It hashes e's key
 // only to remove it or to emit an event.
-func (r *Registry) pruneOne(e *entry.Entry, ns int64, ttl time.Duration) bool {
+func (r *Registry) pruneOne(e *entry.Entry, ns int64, ttl time.Duration, low *time.Duration) bool {
 	for {
 		hb := e.HB()
 		if hb == nanotime.None {
 			return false
 		}
 		future := r.ahead(hb, ns)
-		if _, st := classifyAt(ns, hb, ttl); st != Expired && !future {
+		declared := e.TTL()
+		if _, st := classifyAt(ns, hb, judge(declared, ttl)); st != Expired && !future {
 			r.observe(e, st, ns)
+			if declared != 0 && (*low == 0 || declared < *low) {
+				*low = declared
+			}
 			return false
 		}
 		pause(hookBeforeRetire)

@@ -22,7 +22,7 @@ import (
 // never hashed twice.
 //
 // An entry and the bytes of its key live in one noscan allocation (see
-// internal/entry): a 36-byte header of atomic words, then the three key
+// internal/entry): a 40-byte header of atomic words, then the three key
 // lengths as uvarints, then the queue, group and consumer bytes. The block
 // holds no pointers, so the garbage collector never scans it, and the three
 // key strings in the map are views into it. Registering a consumer therefore

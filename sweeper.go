@@ -13,11 +13,18 @@ import (
 type Sweeper struct {
 	// Registry is the registry to sweep. Required.
 	Registry *Registry
-	// TTL is the heartbeat budget the sweeps classify with; zero or
-	// negative means DefaultTTL.
+	// TTL is the heartbeat budget the sweeps classify with the consumers
+	// that declared none; zero or negative means DefaultTTL. A consumer
+	// that declared its own (Registry.HeartbeatWithTTL) is judged by that.
 	TTL time.Duration
-	// Interval is the time between sweeps; zero or negative means TTL/2,
-	// so that a consumer is removed at most half a TTL after it expires.
+	// Interval is the time between sweeps. Zero or negative means half the
+	// shortest TTL in play: TTL, or the shortest TTL that a registered
+	// consumer has declared, if shorter (at least 1 ms). So a consumer is
+	// removed at most half its own TTL after it expires, and its Stale
+	// event comes as late. The sweeper re-reads the shortest declared TTL
+	// after every sweep: it speeds up when a consumer declares a shorter
+	// one, and slows down again after the sweep that finds the consumers
+	// that declared it gone. A fixed Interval is used as it is.
 	Interval time.Duration
 	// Now is the clock; nil means time.Now. Tests inject a fake one.
 	Now func() time.Time
@@ -49,12 +56,13 @@ func (s *Sweeper) Run(ctx context.Context) error {
 	if now == nil {
 		now = time.Now
 	}
+	auto := s.Interval <= 0
 	every := s.Interval
-	if every <= 0 {
-		every = max(ttl/2, time.Millisecond)
+	if auto {
+		every = s.Registry.sweepEvery(ttl)
 	}
 	ticks, stop := tickerOr(s.Ticks, every)
-	defer stop()
+	defer func() { stop() }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -68,8 +76,24 @@ func (s *Sweeper) Run(ctx context.Context) error {
 			if s.OnSweep != nil {
 				s.OnSweep(at, n)
 			}
+			if auto {
+				if d := s.Registry.sweepEvery(ttl); d != every {
+					every = d
+					stop()
+					ticks, stop = tickerOr(s.Ticks, every)
+				}
+			}
 		}
 	}
+}
+
+// sweepEvery returns the default sweep interval for a Sweeper whose TTL is
+// ttl: half the shorter of ttl and the shortest declared TTL, at least 1 ms.
+func (r *Registry) sweepEvery(ttl time.Duration) time.Duration {
+	if d := time.Duration(r.shortest.Load()); d > 0 {
+		ttl = min(ttl, d)
+	}
+	return max(ttl/2, time.Millisecond)
 }
 
 // tickerOr returns ticks if it is set, else the channel of a new ticker

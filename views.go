@@ -31,8 +31,14 @@ type Consumer struct {
 	// Leases is the lease count reported by the newest heartbeat. The
 	// registry stores it verbatim and never infers aliveness from it.
 	Leases uint32
-	// State classifies Age under the TTL of the read.
+	// State classifies Age under TTL, or under the TTL of the read if TTL
+	// is 0.
 	State State
+	// TTL is the heartbeat budget the consumer declared
+	// (Registry.HeartbeatWithTTL), clamped to the registry's bounds, which
+	// State was judged by; 0 if it declared none and was judged by the TTL
+	// of the read. Merge carries it over, and a checkpoint keeps it.
+	TTL time.Duration
 }
 
 // row builds the snapshot row of a live entry from one consistent reading
@@ -43,7 +49,7 @@ func row(k Key, e *entry.Entry, now int64, ttl time.Duration) (Consumer, bool) {
 		return Consumer{}, false
 	}
 	pause(hookRowRead)
-	age, state := classifyAt(now, st.HB, ttl)
+	age, state := classifyAt(now, st.HB, judge(st.TTL, ttl))
 	return Consumer{
 		Key:           k,
 		RegisteredAt:  nanotime.ToTime(st.Registered),
@@ -52,6 +58,7 @@ func row(k Key, e *entry.Entry, now int64, ttl time.Duration) (Consumer, bool) {
 		Age:           age,
 		Leases:        st.Leases,
 		State:         state,
+		TTL:           st.TTL,
 	}, true
 }
 
@@ -80,6 +87,10 @@ func compareGroupKeys(a, b GroupKey) int {
 // heartbeats for longer than one bucket copy or one group-lock copy, and a
 // consumer that changes while it runs may or may not be reflected. No view
 // lists a consumer twice.
+//
+// Every view takes the TTL of the read: a consumer that declared its own
+// (HeartbeatWithTTL) is judged by that one instead, and its row says which
+// (Consumer.TTL).
 
 // Snapshot returns every consumer, sorted by Queue, then Group, then
 // Consumer, compared byte-wise, with Age and State computed for now and ttl.
@@ -208,7 +219,7 @@ func (r *Registry) Stats(now time.Time, ttl time.Duration) Counts {
 	r.walk(func(ms []*entry.Entry) bool {
 		for _, e := range ms {
 			if hb := e.HB(); hb != nanotime.None {
-				_, s := classifyAt(ns, hb, ttl)
+				_, s := classifyAt(ns, hb, judge(e.TTL(), ttl))
 				st.Add(s)
 			}
 		}
@@ -252,7 +263,7 @@ func (r *Registry) eachGroupCount(now time.Time, ttl time.Duration, f func(Group
 		var c Counts
 		for _, e := range g.view() {
 			if hb := e.HB(); hb != nanotime.None {
-				_, s := classifyAt(ns, hb, ttl)
+				_, s := classifyAt(ns, hb, judge(e.TTL(), ttl))
 				c.Add(s)
 			}
 		}

@@ -55,8 +55,64 @@ func artifacts(t *testing.T) string {
 	return dir
 }
 
-func TestPresencePageInChromium(t *testing.T) {
+// browser starts a headless Chromium and returns a context for its one
+// tab, with a deadline of two minutes; cancel closes it.
+func browser(t *testing.T) (ctx context.Context, cancel func()) {
 	exe := chromium(t)
+	// The profile directory is removed with retries: Chromium's helper
+	// processes can still be writing to it for a moment after the browser
+	// has been told to exit, which makes t.TempDir's single RemoveAll fail.
+	profile, err := os.MkdirTemp("", "presence-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; os.RemoveAll(profile) != nil && i < 50; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1280, 800),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	// Events newer than chromedp's protocol tables (an address space
+	// "Loopback") cannot be decoded; they concern no step here.
+	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithErrorf(func(format string, args ...any) {
+		if msg := fmt.Sprintf(format, args...); !strings.Contains(msg, "could not unmarshal event") {
+			t.Logf("chromedp: %s", msg)
+		}
+	}))
+	ctx, cancelTimeout := context.WithTimeout(ctx, 120*time.Second)
+	return ctx, func() { cancelTimeout(); cancelTab(); cancelAlloc() }
+}
+
+// shot saves a screenshot of the page as dir/name.
+func shot(dir, name string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		var png []byte
+		if err := chromedp.FullScreenshot(&png, 100).Do(ctx); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, name), png, 0o644)
+	})
+}
+
+// row selects the table row of consumer in state.
+func row(consumer, state string) string {
+	return `tr[data-consumer="` + consumer + `"][data-state="` + state + `"]`
+}
+
+func TestPresencePageInChromium(t *testing.T) {
+	ctx, cancel := browser(t)
+	defer cancel()
 	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	clk := &clock{now: t0}
 	reg := presence.New()
@@ -75,43 +131,7 @@ func TestPresencePageInChromium(t *testing.T) {
 	srv := httptest.NewServer(mux) // 127.0.0.1
 	defer srv.Close()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 800),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	// Events newer than chromedp's protocol tables (an address space
-	// "Loopback") cannot be decoded; they concern no step here.
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(format string, args ...any) {
-		if msg := fmt.Sprintf(format, args...); !strings.Contains(msg, "could not unmarshal event") {
-			t.Logf("chromedp: %s", msg)
-		}
-	}))
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 120*time.Second)
-	defer cancelTimeout()
-
 	dir := artifacts(t)
-	shot := func(name string) chromedp.Action {
-		return chromedp.ActionFunc(func(ctx context.Context) error {
-			var png []byte
-			if err := chromedp.FullScreenshot(&png, 100).Do(ctx); err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(dir, name), png, 0o644)
-		})
-	}
-	row := func(consumer, state string) string {
-		return `tr[data-consumer="` + consumer + `"][data-state="` + state + `"]`
-	}
 	rowsShown := func(n *int) chromedp.Action {
 		return chromedp.Evaluate(`document.querySelectorAll("tr[data-consumer]").length`, n)
 	}
@@ -136,8 +156,8 @@ func TestPresencePageInChromium(t *testing.T) {
 		chromedp.Evaluate(`getComputedStyle(document.querySelector("th.num")).textAlign`, &align),
 		chromedp.Evaluate(`getComputedStyle(document.querySelector(".state.active")).backgroundColor`, &badge),
 		// The leases column starts at the same x in every table.
-		chromedp.Evaluate(`[...document.querySelectorAll("table")].map(t => t.querySelectorAll("th")[4].getBoundingClientRect().left)`, &lefts),
-		shot("1-joined.png"),
+		chromedp.Evaluate(`[...document.querySelectorAll("table")].map(t => t.querySelectorAll("th")[5].getBoundingClientRect().left)`, &lefts),
+		shot(dir, "1-joined.png"),
 	); err != nil {
 		t.Fatalf("joined: %v", err)
 	}
@@ -167,7 +187,7 @@ func TestPresencePageInChromium(t *testing.T) {
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible(row("w1", "stale"), chromedp.ByQuery),
 		chromedp.WaitVisible(row("w2", "active"), chromedp.ByQuery),
-		shot("2-stale.png"),
+		shot(dir, "2-stale.png"),
 	); err != nil {
 		t.Fatalf("stale: %v", err)
 	}
@@ -182,7 +202,7 @@ func TestPresencePageInChromium(t *testing.T) {
 		set("f-state", "stale"),
 		chromedp.WaitNotPresent(`tr[data-consumer="w2"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(row("w1", "stale"), chromedp.ByQuery),
-		shot("3-filtered.png"),
+		shot(dir, "3-filtered.png"),
 		chromedp.Click("#f-clear", chromedp.ByQuery),
 		chromedp.WaitVisible(row("b1", "active"), chromedp.ByQuery),
 		chromedp.Click(`div.group[data-group="invoicer"] button.link`, chromedp.ByQuery),
@@ -220,7 +240,7 @@ func TestPresencePageInChromium(t *testing.T) {
 		chromedp.WaitNotPresent(`tr[data-consumer="w1"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(row("w2", "active"), chromedp.ByQuery),
 		chromedp.Text("#total-active", &total, chromedp.ByQuery),
-		shot("4-pruned.png"),
+		shot(dir, "4-pruned.png"),
 	); err != nil {
 		t.Fatalf("pruned: %v", err)
 	}
@@ -248,7 +268,7 @@ func TestPresencePageInChromium(t *testing.T) {
 		chromedp.WaitNotPresent(`tr[data-consumer="c00000"]`, chromedp.ByQuery),
 		chromedp.Text("#pageinfo", &info, chromedp.ByQuery),
 		rowsShown(&n),
-		shot("5-page2.png"),
+		shot(dir, "5-page2.png"),
 		chromedp.Click("#prev", chromedp.ByQuery),
 		chromedp.WaitVisible(`tr[data-consumer="c00000"]`, chromedp.ByQuery),
 		set("f-search", "c09999"),

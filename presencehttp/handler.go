@@ -13,7 +13,10 @@
 //	GET /groups?queue=&group=&ttl=&limit=&after=               JSON array of counts per group
 //	GET /stats?ttl=                                            JSON object: the TTL in use and the registry's totals
 //
-// ttl is a Go duration ("30s"); it defaults to [Options.TTL]. group requires
+// ttl is a Go duration ("30s"); it defaults to [Options.TTL]. It judges the
+// consumers that declared no TTL of their own
+// ([presence.Registry.HeartbeatWithTTL]); the others are judged by theirs,
+// and each consumer row says which (ttl, ttl_ms, ttl_declared). group requires
 // queue. state is "active", "stale" or "expired". search keeps the consumers
 // whose name contains it, ignoring case.
 //
@@ -112,6 +115,12 @@ type Row struct {
 	LastSeenAgeMS int64      `json:"last_seen_age_ms"`
 	LeaseCount    uint32     `json:"lease_count"`
 	State         string     `json:"state"`
+	// TTL and TTLMS are the heartbeat budget State was judged by:
+	// the consumer's own if it declared one (TTLDeclared), else the
+	// request's ttl.
+	TTL         string `json:"ttl"`
+	TTLMS       int64  `json:"ttl_ms"`
+	TTLDeclared bool   `json:"ttl_declared"`
 }
 
 // GroupRow is the JSON form of one group's counts.
@@ -133,12 +142,18 @@ type Stats struct {
 	Expired int    `json:"expired"`
 }
 
-func toRow(c presence.Consumer) Row {
+// toRow is the JSON form of c, read with TTL ttl.
+func toRow(c presence.Consumer, ttl time.Duration) Row {
 	r := Row{
 		Queue: c.Queue, Group: c.Group, Consumer: c.Consumer,
 		RegisteredAt: c.RegisteredAt, LastHeartbeat: c.LastHeartbeat,
 		LastSeenAgeMS: c.Age.Milliseconds(), LeaseCount: c.Leases, State: c.State.String(),
+		TTLDeclared: c.TTL != 0,
 	}
+	if r.TTLDeclared {
+		ttl = c.TTL
+	}
+	r.TTL, r.TTLMS = ttl.String(), ttl.Milliseconds()
 	if !c.LastActive.IsZero() {
 		t := c.LastActive
 		r.LastActive = &t

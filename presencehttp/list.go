@@ -100,7 +100,9 @@ func (h *handler) consumers(w http.ResponseWriter, r *http.Request) {
 	if more {
 		linkNext(w, r, "consumers", position{key: rows[len(rows)-1].Key})
 	}
-	stream(h, w, r, rows, func(c presence.Consumer) any { return toRow(c) })
+	// One Row, reused: the encoder is done with it before the next.
+	var row Row
+	stream(h, w, r, rows, func(c presence.Consumer) any { row = toRow(c, lq.ttl); return &row })
 }
 
 func (h *handler) groups(w http.ResponseWriter, r *http.Request) {

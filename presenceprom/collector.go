@@ -56,7 +56,9 @@ const DefaultMaxGroups = 1000
 type Options struct {
 	// Namespace prefixes every metric name; default "presence".
 	Namespace string
-	// TTL classifies consumers at scrape time; default presence.DefaultTTL.
+	// TTL classifies at scrape time the consumers that declared no TTL of
+	// their own (presence.Registry.HeartbeatWithTTL); the others are
+	// classified by theirs. Default presence.DefaultTTL.
 	TTL time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time

@@ -166,16 +166,21 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// recordLen is the length of every record.
-const recordLen = 3*21 + 10
+// recordLen is the length of every record; recordLenV1 that of records
+// written before consumers could declare a TTL, which have no TTL field and
+// are still read, as declaring none.
+const (
+	recordLen   = 3*21 + 11 + 10
+	recordLenV1 = 3*21 + 10
+)
 
 // encodeRecord returns the stored record of c, "registered heartbeat
-// active leases": the times as encodeTime writes them, the leases as 10
-// zero-padded digits. Every field is at a fixed offset, so that the merge
-// script cuts them out without parsing. At 73 bytes, a record is also over
-// Redis's default hash-max-listpack-value (64), so that a group's hash is
-// a hash table, where writing a field costs O(1) rather than a scan of the
-// group.
+// active leases ttl": the times as encodeTime writes them, the leases and
+// the declared TTL (in milliseconds, 0 for none) as 10 zero-padded digits
+// each. Every field is at a fixed offset, so that the merge script cuts
+// them out without parsing. At 84 bytes, a record is also over Redis's
+// default hash-max-listpack-value (64), so that a group's hash is a hash
+// table, where writing a field costs O(1) rather than a scan of the group.
 func encodeRecord(c presence.Consumer) string {
 	var rec [recordLen]byte
 	return string(appendRecord(rec[:0], c))
@@ -186,8 +191,21 @@ func appendRecord(dst []byte, c presence.Consumer) []byte {
 	for _, t := range [3]time.Time{c.RegisteredAt, c.LastHeartbeat, c.LastActive} {
 		dst = append(appendTime(dst, unixNano(t)), ' ')
 	}
+	dst = append(appendDigits(dst, uint64(c.Leases)), ' ')
+	var ms uint64
+	if c.TTL > 0 {
+		ms = uint64(c.TTL / time.Millisecond)
+		if c.TTL%time.Millisecond != 0 {
+			ms++ // a registry keeps declared TTLs in whole milliseconds, rounded up
+		}
+	}
+	return appendDigits(dst, min(ms, math.MaxUint32))
+}
+
+// appendDigits appends v < 10^10 as 10 zero-padded digits.
+func appendDigits(dst []byte, v uint64) []byte {
 	var digits [10]byte
-	d := strconv.AppendUint(digits[:0], uint64(c.Leases), 10)
+	d := strconv.AppendUint(digits[:0], v, 10)
 	for range 10 - len(d) {
 		dst = append(dst, '0')
 	}
@@ -196,7 +214,14 @@ func appendRecord(dst []byte, c presence.Consumer) []byte {
 
 func decodeRecord(k presence.Key, v string) (presence.Consumer, bool) {
 	f := strings.Fields(v)
-	if len(f) != 4 {
+	if len(f) == 4 {
+		f = append(f, "0") // a record written before TTLs: none declared
+	}
+	if len(f) != 5 {
+		return presence.Consumer{}, false
+	}
+	ttl, err := strconv.ParseUint(f[4], 10, 32)
+	if err != nil {
 		return presence.Consumer{}, false
 	}
 	reg, ok1 := decodeTime(f[0])
@@ -211,6 +236,7 @@ func decodeRecord(k presence.Key, v string) (presence.Consumer, bool) {
 		RegisteredAt:  time.Unix(0, reg).UTC(),
 		LastHeartbeat: time.Unix(0, hb).UTC(),
 		Leases:        uint32(leases),
+		TTL:           time.Duration(ttl) * time.Millisecond,
 	}
 	if act != math.MinInt64 {
 		c.LastActive = time.Unix(0, act).UTC()

@@ -13,6 +13,8 @@ import (
 
 // Snapshot returns every consumer that any broker has flushed, merged, with
 // Age and State computed for now and ttl, sorted as presence.Snapshot sorts.
+// A consumer that declared its own TTL (presence.Registry.HeartbeatWithTTL)
+// is judged by that one, and its row carries it, as in the registry.
 // If some buckets cannot be read (a master is down), it returns the rows of
 // the others and an error wrapping [ErrPartial] that names what is missing.
 func (m *Mirror) Snapshot(ctx context.Context, now time.Time, ttl time.Duration) ([]presence.Consumer, error) {
@@ -53,7 +55,8 @@ func (m *Mirror) Restore(ctx context.Context) (int, error) {
 }
 
 // Prune deletes, in Redis, every consumer whose last heartbeat is more than
-// 2·ttl before now, and returns how many it deleted. It runs one script per
+// 2·ttl before now, or twice its own TTL if it declared one, and returns how
+// many it deleted. It runs one script per
 // bucket, pipelined to every master at once; each reads its whole bucket.
 func (m *Mirror) Prune(ctx context.Context, now time.Time, ttl time.Duration) (int, error) {
 	cut := encodeTime(now.Add(-2 * ttl).UnixNano())
@@ -61,7 +64,7 @@ func (m *Mirror) Prune(ctx context.Context, now time.Time, ttl time.Duration) (i
 	args := make([][]any, Buckets)
 	for b := range keys {
 		keys[b] = []string{m.bucketKey(b)}
-		args[b] = []any{cut}
+		args[b] = []any{cut, now.UnixMilli()}
 	}
 	failed := map[int]error{}
 	total := 0

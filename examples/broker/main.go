@@ -2,7 +2,11 @@
 // in-memory queues polled QUEUE READ-style by simulated consumers, each of
 // which heartbeats through its Handle on every read, delivered or not. Some
 // consumers die (they stop reading and keep their leases), some sit idle on
-// a queue that gets no messages. A Sweeper prunes the dead; the presence page,
+// a queue that gets no messages. Two groups declare their own session
+// timeouts: a real-time group that polls every few hundred milliseconds and
+// is judged by a short TTL (one of its workers dies, and goes stale within
+// that budget), and a batch group that polls far less often than the
+// default TTL and is judged by a long one, so it stays active. A Sweeper prunes the dead; the presence page,
 // the JSON API and Prometheus metrics (presenceprom, plus the Go runtime and
 // process collectors) show it all live. With -redis it also mirrors the
 // registry into Redis through presenceredis.
@@ -13,6 +17,7 @@
 //
 //	go run ./examples/broker            # prints the URLs; Ctrl-C to stop
 //	go run ./examples/broker -ttl 3s -consumers 12 -duration 1m
+//	go run ./examples/broker -realtime-ttl 500ms -batch-ttl 2m -batch-every 45s
 //	go run ./examples/broker -redis 127.0.0.1:6379
 package main
 
@@ -47,7 +52,17 @@ type config struct {
 	ttl       time.Duration
 	duration  time.Duration
 	redis     string // Redis address to mirror to; empty: no mirror
+
+	// The groups with their own TTLs; 0 workers: no such group.
+	realtime    int           // workers of orders/realtime, polling every 100-300 ms
+	realtimeTTL time.Duration // the TTL they declare
+	batch       int           // jobs of orders/batch, polling every batchEvery
+	batchTTL    time.Duration // the TTL they declare
+	batchEvery  time.Duration
 }
+
+// total returns the number of simulated consumers.
+func (c config) total() int { return c.consumers + c.realtime + c.batch }
 
 func main() {
 	var c config
@@ -56,9 +71,15 @@ func main() {
 	flag.DurationVar(&c.ttl, "ttl", 5*time.Second, "heartbeat budget")
 	flag.DurationVar(&c.duration, "duration", 0, "stop after this long (0: run until interrupted)")
 	flag.StringVar(&c.redis, "redis", "", "mirror the registry to the Redis server at this address (empty: no mirror)")
+	flag.IntVar(&c.realtime, "realtime", 3, "real-time workers (group orders/realtime; one of them dies)")
+	flag.DurationVar(&c.realtimeTTL, "realtime-ttl", time.Second, "the heartbeat budget the real-time workers declare")
+	flag.IntVar(&c.batch, "batch", 2, "batch jobs (group orders/batch)")
+	flag.DurationVar(&c.batchTTL, "batch-ttl", time.Minute, "the heartbeat budget the batch jobs declare")
+	flag.DurationVar(&c.batchEvery, "batch-every", 20*time.Second, "how often a batch job polls")
 	flag.Parse()
-	if c.consumers < 1 || c.ttl <= 0 || c.duration < 0 {
-		fmt.Fprintln(os.Stderr, "broker: -consumers and -ttl must be positive, -duration not negative")
+	if c.consumers < 1 || c.ttl <= 0 || c.duration < 0 || c.realtime < 0 || c.batch < 0 ||
+		c.realtimeTTL <= 0 || c.batchTTL <= 0 || c.batchEvery <= 0 {
+		fmt.Fprintln(os.Stderr, "broker: -consumers and the TTLs must be positive, -realtime and -batch and -duration not negative")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -104,10 +125,24 @@ func run(ctx context.Context, c config, ln net.Listener, out io.Writer) error {
 
 	queues := map[string]*queue{"orders": {}, "billing": {}, "quiet": {}} // nothing is ever sent to "quiet"
 	background(func() { produce(ctx, queues["orders"], queues["billing"]) })
-	background(func() { _ = (&presence.Sweeper{Registry: reg, TTL: c.ttl, Interval: c.ttl / 4}).Run(ctx) })
+	// No Interval: the sweeper sweeps every half of the shortest TTL in
+	// play, the real-time group's once it has declared it.
+	background(func() { _ = (&presence.Sweeper{Registry: reg, TTL: c.ttl}).Run(ctx) })
 	for i := 0; i < c.consumers; i++ {
 		k, dieAfter := simulated(i, c.ttl)
-		background(func() { consume(ctx, reg.Handle(k), queues[k.Queue], dieAfter) })
+		background(func() { consume(ctx, reg.Handle(k), queues[k.Queue], poller{dieAfter: dieAfter}) })
+	}
+	for i := 0; i < c.realtime; i++ {
+		k := presence.Key{Queue: "orders", Group: "realtime", Consumer: fmt.Sprintf("rt-%d", i)}
+		p := poller{ttl: c.realtimeTTL}
+		if i == 0 {
+			p.dieAfter = 3 * c.realtimeTTL // then stale within its own TTL, expired within two
+		}
+		background(func() { consume(ctx, reg.Handle(k), queues[k.Queue], p) })
+	}
+	for i := 0; i < c.batch; i++ {
+		k := presence.Key{Queue: "orders", Group: "batch", Consumer: fmt.Sprintf("job-%d", i)}
+		background(func() { consume(ctx, reg.Handle(k), queues[k.Queue], poller{ttl: c.batchTTL, every: c.batchEvery}) })
 	}
 	<-ctx.Done()
 	return nil
@@ -204,22 +239,37 @@ func produce(ctx context.Context, orders, billing *queue) {
 	}
 }
 
-// consume polls q like a worker: read, heartbeat with what it got, work.
-func consume(ctx context.Context, h *presence.Handle, q *queue, dieAfter time.Duration) {
+// poller is how a simulated consumer polls.
+type poller struct {
+	ttl      time.Duration // the TTL it declares; 0: none, judged by the readers' TTL
+	every    time.Duration // time between reads; 0: 100-300 ms
+	dieAfter time.Duration // when it dies holding its leases; 0: never
+}
+
+// consume polls q like a worker: read, heartbeat with what it got (and
+// the TTL it declares, if any), work. A worker with a fixed period reads
+// once as it starts, the others after their first wait.
+func consume(ctx context.Context, h *presence.Handle, q *queue, p poller) {
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 1))
-	for {
+	for first := true; ; first = false {
+		wait := p.every
+		if wait <= 0 {
+			wait = time.Duration(100+rng.IntN(200)) * time.Millisecond
+		} else if first {
+			wait = 0
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(100+rng.IntN(200)) * time.Millisecond):
+		case <-time.After(wait):
 		}
-		if dieAfter > 0 && time.Since(start) > dieAfter {
+		if p.dieAfter > 0 && time.Since(start) > p.dieAfter {
 			<-ctx.Done() // dead: no more reads, no more beats
 			return
 		}
 		got := q.read(1 + rng.IntN(3))
-		if err := h.Heartbeat(uint32(len(got)), time.Now()); err != nil {
+		if err := h.HeartbeatWithTTL(uint32(len(got)), p.ttl, time.Now()); err != nil {
 			slog.Error("heartbeat", "consumer", h.Key(), "err", err)
 		}
 	}

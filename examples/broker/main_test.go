@@ -49,7 +49,7 @@ func startBroker(t *testing.T, c config) (base string, stop func() string) {
 
 	base = "http://" + ln.Addr().String()
 	var rows []map[string]any
-	for i := 0; i < 200 && len(rows) < c.consumers; i++ { // until every consumer has beaten once
+	for i := 0; i < 200 && len(rows) < c.total(); i++ { // until every consumer has beaten once
 		time.Sleep(20 * time.Millisecond)
 		resp, err := http.Get(base + "/presence/consumers")
 		if err != nil {
@@ -59,8 +59,8 @@ func startBroker(t *testing.T, c config) (base string, stop func() string) {
 		_ = json.NewDecoder(resp.Body).Decode(&rows)
 		resp.Body.Close()
 	}
-	if len(rows) != c.consumers {
-		t.Fatalf("got %d consumers, want %d", len(rows), c.consumers)
+	if len(rows) != c.total() {
+		t.Fatalf("got %d consumers, want %d", len(rows), c.total())
 	}
 	return base, stop
 }
@@ -126,5 +126,54 @@ func TestBrokerMirrorsToRedis(t *testing.T) {
 	want := []string{"worker-0", "worker-1", "worker-2", "worker-3", "worker-4", "worker-5"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("Redis holds %v, want %v", got, want)
+	}
+}
+
+// The real-time and batch groups are judged by the TTLs they declare, not by
+// the broker's 1.2 s: a batch job that polls every 3 s stays active past
+// 2.4 s (expired by the broker's TTL), and the real-time worker that dies
+// is stale past its own 300 ms, while the broker's TTL would still call it
+// active, and is then pruned.
+func TestBrokerGroupsWithTheirOwnTTLs(t *testing.T) {
+	c := config{consumers: 1, ttl: 1200 * time.Millisecond,
+		realtime: 2, realtimeTTL: 300 * time.Millisecond, batch: 1, batchTTL: 20 * time.Second, batchEvery: 3 * time.Second}
+	base, _ := startBroker(t, c)
+	type row struct {
+		Consumer    string `json:"consumer"`
+		State       string `json:"state"`
+		AgeMS       int64  `json:"last_seen_age_ms"`
+		TTLMS       int64  `json:"ttl_ms"`
+		TTLDeclared bool   `json:"ttl_declared"`
+	}
+	var batchOld, deadStale, deadGone bool
+	deadline := time.Now().Add(30 * time.Second)
+	for !(batchOld && deadStale && deadGone) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		var rows []row
+		if err := json.Unmarshal([]byte(get(t, base+"/presence/consumers")), &rows); err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]row{}
+		for _, r := range rows {
+			byName[r.Consumer] = r
+		}
+		job, ok := byName["job-0"]
+		if !ok || job.TTLMS != 20000 || !job.TTLDeclared || job.State != "active" {
+			t.Fatalf("the batch job is %+v (present %v), want active under its own 20 s", job, ok)
+		}
+		batchOld = batchOld || job.AgeMS > 2400
+		if rt, ok := byName["rt-1"]; ok && (rt.TTLMS != 300 || !rt.TTLDeclared) {
+			t.Fatalf("the live real-time worker is %+v, want it under its own 300 ms", rt)
+		}
+		dead, present := byName["rt-0"]
+		if present && dead.AgeMS > 300 && dead.State == "active" {
+			t.Fatalf("the dead real-time worker is %+v: active past its own TTL", dead)
+		}
+		deadStale = deadStale || present && dead.AgeMS <= 1200 && dead.State == "stale"
+		deadGone = deadGone || deadStale && !present
+	}
+	if !batchOld || !deadStale || !deadGone {
+		t.Fatalf("saw the batch job active past 2.4 s: %v; the dead real-time worker stale within 1.2 s: %v, then pruned: %v",
+			batchOld, deadStale, deadGone)
 	}
 }

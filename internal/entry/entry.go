@@ -41,6 +41,13 @@ type Entry struct {
 	// flags holds bits that readers and sweepers set (FlagStale); a
 	// refresh never writes it.
 	flags atomic.Uint32
+	// ttl is the heartbeat budget the consumer declared, in TTLUnits, or 0
+	// if it declared none (it is then judged by the TTL of each read). A
+	// beat that declares one writes it only when it differs (SetTTL), so a
+	// steady heartbeat that re-declares the same budget only loads it. It
+	// fills the 4 bytes after flags that were padding, so an entry is 4
+	// bytes larger than without it, not 8.
+	ttl atomic.Uint32
 	// The key follows from keyOff, inside the struct's tail padding and
 	// on: the lengths of queue, group and consumer as uvarints (one byte
 	// each for names under 128 bytes), then their bytes.
@@ -61,7 +68,14 @@ const (
 // its tail padding.
 const Size = unsafe.Sizeof(Entry{})
 
-const keyOff = unsafe.Offsetof(Entry{}.flags) + 4
+const keyOff = unsafe.Offsetof(Entry{}.ttl) + 4
+
+// TTLUnit is the unit of a declared TTL: an entry keeps it as a uint32
+// count of milliseconds, so the largest is MaxTTL, about 49.7 days.
+const TTLUnit = time.Millisecond
+
+// MaxTTL is the largest declared TTL an entry can hold.
+const MaxTTL = math.MaxUint32 * TTLUnit
 
 // MaxKeyBytes is the largest total length of a key's strings: 16 MiB, a
 // block that every platform can allocate (a 32-bit one included) and that
@@ -156,13 +170,19 @@ const (
 	Corrected
 )
 
+// Beat is BeatTTL declaring no TTL: the entry keeps the one it has.
+func (e *Entry) Beat(now int64, leases uint32, step uint64) Outcome {
+	return e.BeatTTL(now, leases, 0, step)
+}
+
 // Refresh is Beat with no clock step: an older beat never replaces a newer
 // one. It reports false, and changes nothing, if the entry is retired.
 func (e *Entry) Refresh(now int64, leases uint32) bool {
 	return e.Beat(now, leases, math.MaxUint64) != Retired
 }
 
-// Beat records a heartbeat at now carrying leases. It returns Retired, and
+// BeatTTL records a heartbeat at now carrying leases and, if ttl is not 0,
+// the heartbeat budget the consumer declares, in TTLUnits. It returns Retired, and
 // changes nothing, if the entry is retired; the caller then registers the
 // consumer again.
 //
@@ -179,7 +199,12 @@ func (e *Entry) Refresh(now int64, leases uint32) bool {
 // moved on, and never overwrites newer leases. Between the two writes the
 // lease word carries the tag of another time, which tells a reader (Load)
 // that the beat at hb is still being written.
-func (e *Entry) Beat(now int64, leases uint32, step uint64) Outcome {
+//
+// A declared ttl is stored by a beat that is recorded (not stale news),
+// before its lease count, so that a reader whose Load sees this beat's
+// lease word sees its TTL too. When beats that declare different budgets
+// race, the entry ends with one of them.
+func (e *Entry) BeatTTL(now int64, leases uint32, ttl uint32, step uint64) Outcome {
 	var old int64
 	out := Recorded
 	for {
@@ -202,6 +227,9 @@ func (e *Entry) Beat(now int64, leases uint32, step uint64) Outcome {
 		if now == old || e.hb.CompareAndSwap(old, now) {
 			break
 		}
+	}
+	if ttl != 0 {
+		e.SetTTL(ttl)
 	}
 	afterTimeCAS()
 	next := tagOf(now) | uint64(leases)
@@ -268,7 +296,10 @@ func (e *Entry) Retire() bool {
 // nanotime.None), and Leases the count reported by the beat at HB.
 type State struct {
 	Registered, HB, Active int64
-	Leases                 uint32
+	// TTL is the declared heartbeat budget, 0 for none: that of the beat
+	// at HB or of a newer one.
+	TTL    time.Duration
+	Leases uint32
 }
 
 // loadPatience bounds how long Load waits for a beat in flight before it
@@ -298,6 +329,7 @@ func (e *Entry) Load() (State, bool) {
 		w := e.lw.Load()
 		active := e.active.Load()
 		registered := e.registered.Load()
+		ttl := e.TTL()
 		again := e.hb.Load()
 		if again == nanotime.None {
 			return State{}, false // retired meanwhile
@@ -314,13 +346,27 @@ func (e *Entry) Load() (State, bool) {
 			}
 			continue
 		}
-		st := State{Registered: min(registered, hb), HB: hb, Active: min(active, hb), Leases: uint32(w)}
+		st := State{Registered: min(registered, hb), HB: hb, Active: min(active, hb), TTL: ttl, Leases: uint32(w)}
 		if st.Leases > 0 {
 			// The newest beat with leases is the one at hb.
 			st.Active = hb
 		}
 		return st, true
 	}
+}
+
+// TTL returns the declared heartbeat budget, 0 if none.
+func (e *Entry) TTL() time.Duration { return time.Duration(e.ttl.Load()) * TTLUnit }
+
+// SetTTL declares heartbeat budget ttl (TTLUnits, 0 for none) and reports
+// whether it changed it. It writes only when the value differs, so that
+// re-declaring the same budget costs one load.
+func (e *Entry) SetTTL(ttl uint32) bool {
+	if e.ttl.Load() == ttl {
+		return false
+	}
+	e.ttl.Store(ttl)
+	return true
 }
 
 // Leases returns the lease count of the last recorded beat.
@@ -398,20 +444,35 @@ func (e *Entry) SetFlag(f uint32, on bool) bool {
 // Live reports whether the entry has not been retired.
 func (e *Entry) Live() bool { return e.hb.Load() != nanotime.None }
 
-// Restore allocates an entry with the times of a checkpoint record.
+// Restore allocates an entry with the times of a checkpoint record, declaring
+// no TTL.
 func Restore(queue, group, consumer string, registered, hb, active int64, leases uint32) *Entry {
+	return RestoreTTL(queue, group, consumer, registered, hb, active, leases, 0)
+}
+
+// RestoreTTL is Restore with the record's declared TTL (TTLUnits, 0 for
+// none).
+func RestoreTTL(queue, group, consumer string, registered, hb, active int64, leases uint32, ttl uint32) *Entry {
 	e := New(queue, group, consumer, hb, leases)
 	e.registered.Store(registered)
 	e.active.Store(active)
+	e.ttl.Store(ttl)
 	return e
 }
 
 // Merge folds a checkpoint record into a live entry without moving it
 // backwards: the later heartbeat (with its leases), the later active time
 // and the earlier registration win. It reports false, changing nothing, if
-// the entry is retired.
+// the entry is retired. It declares no TTL: the entry keeps its own.
 func (e *Entry) Merge(registered, hb, active int64, leases uint32) bool {
-	if !e.Refresh(hb, leases) {
+	return e.MergeTTL(registered, hb, active, leases, 0)
+}
+
+// MergeTTL is Merge for a record that declares ttl (TTLUnits, 0 for none). The
+// declaration travels with its heartbeat: it replaces the entry's unless the
+// entry's heartbeat is newer.
+func (e *Entry) MergeTTL(registered, hb, active int64, leases uint32, ttl uint32) bool {
+	if e.BeatTTL(hb, leases, ttl, math.MaxUint64) == Retired {
 		return false
 	}
 	e.keepActive(active)

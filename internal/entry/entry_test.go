@@ -2,6 +2,7 @@ package entry
 
 import (
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/seed351623e9/presence/internal/nanotime"
@@ -11,8 +12,8 @@ import (
 // or a pointer, has to be deliberate (it costs memory per consumer, and a
 // pointer would make the block scannable).
 func TestLayout(t *testing.T) {
-	if Size != 40 || keyOff != 36 {
-		t.Fatalf("entry header is %d bytes with the key at %d, want 40 and 36", Size, keyOff)
+	if Size != 40 || keyOff != 40 {
+		t.Fatalf("entry header is %d bytes with the key at %d, want 40 and 40", Size, keyOff)
 	}
 	e := New("queue", "group", "consumer", 1, 2)
 	if uintptr(unsafe.Pointer(e))%8 != 0 {
@@ -126,5 +127,36 @@ func TestTagsOfStructuredTimes(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestDeclaredTTL(t *testing.T) {
+	e := New("q", "g", "c", 10, 0)
+	if e.TTL() != 0 {
+		t.Fatal("a new entry declares no TTL")
+	}
+	if e.BeatTTL(20, 1, 5, 0) != Recorded || e.TTL() != 5*TTLUnit {
+		t.Fatalf("ttl %d after a beat declaring 5", e.TTL())
+	}
+	if e.SetTTL(5) {
+		t.Fatal("re-declaring the same TTL reported a change")
+	}
+	e.BeatTTL(15, 1, 7, 100) // stale news: its declaration is older too
+	if e.TTL() != 5*TTLUnit {
+		t.Fatalf("a stale beat declared %d", e.TTL())
+	}
+	e.Beat(30, 1, 0) // declares nothing: keeps 5
+	if st, _ := e.Load(); st.TTL != 5*TTLUnit || st.HB != 30 {
+		t.Fatalf("Load = %+v, want TTL 5 at 30", st)
+	}
+	if !e.MergeTTL(10, 25, nanotime.None, 0, 9) || e.TTL() != 5*TTLUnit {
+		t.Fatalf("an older merged row replaced the TTL: %d", e.TTL())
+	}
+	if !e.MergeTTL(10, 40, nanotime.None, 0, 9) || e.TTL() != 9*TTLUnit {
+		t.Fatalf("a newer merged row did not bring its TTL: %d", e.TTL())
+	}
+	r := RestoreTTL("q", "g", "c", 1, 2, nanotime.None, 0, 3)
+	if r.TTL() != 3*TTLUnit || MaxTTL != 4294967295*time.Millisecond {
+		t.Fatal("Restore lost the TTL")
 	}
 }

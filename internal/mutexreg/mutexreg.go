@@ -12,6 +12,7 @@
 package mutexreg
 
 import (
+	"math/big"
 	"slices"
 	"strings"
 	"sync"
@@ -43,6 +44,71 @@ type Registry struct {
 	m           map[presence.Key]*entry
 	max         int
 	maxPerGroup int
+	// ttls holds the TTLs that consumers declared, apart from the entries
+	// so that a registry where none declares one costs what it did before
+	// declarations existed.
+	ttls   map[presence.Key]time.Duration
+	lo, hi time.Duration // TTL bounds; 0 for none
+}
+
+// SetTTLBounds bounds declared TTLs as presence.WithTTLBounds does, and
+// clamps the TTLs already declared: the registry is then what a checkpoint
+// of it restores into a registry made with those bounds.
+func (r *Registry) SetTTLBounds(lo, hi time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lo, r.hi = max(lo, 0), max(hi, 0)
+	if r.hi > 0 && r.hi < r.lo {
+		r.hi = r.lo
+	}
+	for k, d := range r.ttls {
+		r.ttls[k] = r.bound(d)
+	}
+}
+
+// bound returns the TTL a consumer declaring ttl gets: 0 for none, else
+// ttl within the bounds, rounded up to a whole millisecond, and at most
+// presence.MaxDeclaredTTL.
+func (r *Registry) bound(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 0
+	}
+	if ttl < r.lo {
+		ttl = r.lo
+	}
+	if r.hi > 0 && ttl > r.hi {
+		ttl = r.hi
+	}
+	ms := new(big.Int).Div(new(big.Int).Add(big.NewInt(int64(ttl)), big.NewInt(int64(time.Millisecond-1))), big.NewInt(int64(time.Millisecond)))
+	if ms.Cmp(big.NewInt(int64(presence.MaxDeclaredTTL/time.Millisecond))) > 0 {
+		return presence.MaxDeclaredTTL
+	}
+	return time.Duration(ms.Int64()) * time.Millisecond
+}
+
+// judged returns the TTL consumer k is judged by in a read that passes ttl.
+func (r *Registry) judged(k presence.Key, ttl time.Duration) time.Duration {
+	if d, ok := r.ttls[k]; ok {
+		return d
+	}
+	return max(ttl, 0)
+}
+
+// declareTTL records that registered consumer k declared ttl (not 0).
+func (r *Registry) declareTTL(k presence.Key, ttl time.Duration) {
+	if r.ttls == nil {
+		r.ttls = map[presence.Key]time.Duration{}
+	}
+	if _, ok := r.ttls[k]; !ok {
+		k = clone(k)
+	}
+	r.ttls[k] = ttl
+}
+
+// remove deletes consumer k and its declared TTL.
+func (r *Registry) remove(k presence.Key) {
+	delete(r.m, k)
+	delete(r.ttls, k)
 }
 
 // New returns an empty Registry limited to max consumers; max <= 0 means no
@@ -78,11 +144,22 @@ func clone(k presence.Key) presence.Key {
 // step is presence.DefaultMaxClockStep. A refresh is one lookup; only a
 // registration looks the key up twice.
 func (r *Registry) Heartbeat(k presence.Key, leases uint32, now time.Time) error {
+	return r.beat(k, leases, 0, now)
+}
+
+// HeartbeatWithTTL records a heartbeat declaring ttl; see
+// presence.Registry.HeartbeatWithTTL.
+func (r *Registry) HeartbeatWithTTL(k presence.Key, leases uint32, ttl time.Duration, now time.Time) error {
+	return r.beat(k, leases, ttl, now)
+}
+
+func (r *Registry) beat(k presence.Key, leases uint32, ttl time.Duration, now time.Time) error {
 	if now.IsZero() {
 		return presence.ErrZeroTime
 	}
 	ns := nanotime.FromTime(now)
 	r.mu.Lock()
+	ttl = r.bound(ttl)
 	if e := r.m[k]; e != nil {
 		if ns < e.hb && tooFar(e.hb, ns) {
 			// A clock correction: the stored times from the future go.
@@ -96,11 +173,17 @@ func (r *Registry) Heartbeat(k presence.Key, leases uint32, now time.Time) error
 			if leases > 0 {
 				e.active, e.hasActive = ns, true
 			}
+			if ttl != 0 {
+				r.declareTTL(k, ttl)
+			}
 		}
 		r.mu.Unlock()
 		return nil
 	}
 	err := r.insert(k, leases, ns)
+	if err == nil && ttl != 0 {
+		r.declareTTL(k, ttl)
+	}
 	r.mu.Unlock()
 	return err
 }
@@ -150,6 +233,11 @@ func (h *Handle) Heartbeat(leases uint32, now time.Time) error {
 	return h.r.Heartbeat(h.k, leases, now)
 }
 
+// HeartbeatWithTTL is Registry.HeartbeatWithTTL for the handle's key.
+func (h *Handle) HeartbeatWithTTL(leases uint32, ttl time.Duration, now time.Time) error {
+	return h.r.HeartbeatWithTTL(h.k, leases, ttl, now)
+}
+
 // Key returns the handle's key.
 func (h *Handle) Key() presence.Key { return h.k }
 
@@ -157,13 +245,18 @@ func (h *Handle) Key() presence.Key { return h.k }
 func (r *Registry) Deregister(k presence.Key) bool {
 	r.mu.Lock()
 	_, ok := r.m[k]
-	delete(r.m, k)
+	r.remove(k)
 	r.mu.Unlock()
 	return ok
 }
 
-func (e *entry) row(k presence.Key, ns int64, ttl time.Duration) presence.Consumer {
+// row is e's row at ns, for a consumer that declared TTL declared (0: none)
+// read with ttl.
+func (e *entry) row(k presence.Key, ns int64, ttl, declared time.Duration) presence.Consumer {
 	age := nanotime.Age(ns, e.hb)
+	if declared != 0 {
+		ttl = declared
+	}
 	return presence.Consumer{
 		Key:           k,
 		RegisteredAt:  nanotime.ToTime(e.registered),
@@ -172,6 +265,7 @@ func (e *entry) row(k presence.Key, ns int64, ttl time.Duration) presence.Consum
 		Age:           age,
 		Leases:        e.leases,
 		State:         presence.Classify(age, ttl),
+		TTL:           declared,
 	}
 }
 
@@ -195,7 +289,7 @@ func (r *Registry) filter(now time.Time, ttl time.Duration, keep func(presence.K
 	out := make([]presence.Consumer, 0, n)
 	for k, e := range r.m {
 		if keep == nil || keep(k) {
-			out = append(out, e.row(k, ns, ttl))
+			out = append(out, e.row(k, ns, ttl, r.ttls[k]))
 		}
 	}
 	slices.SortFunc(out, byKey)
@@ -215,7 +309,7 @@ func (r *Registry) CountActiveByGroup(now time.Time, ttl time.Duration) map[pres
 	out := make(map[presence.GroupKey]int)
 	r.mu.Lock()
 	for k, e := range r.m {
-		if e.state(ns, ttl) == presence.Active {
+		if e.state(ns, r.judged(k, ttl)) == presence.Active {
 			out[presence.GroupKey{Queue: k.Queue, Group: k.Group}]++
 		}
 	}
@@ -231,8 +325,8 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 	r.mu.Lock()
 	n := 0
 	for k, e := range r.m {
-		if e.state(ns, ttl) == presence.Expired || tooFar(e.hb, ns) {
-			delete(r.m, k)
+		if e.state(ns, r.judged(k, ttl)) == presence.Expired || tooFar(e.hb, ns) {
+			r.remove(k)
 			n++
 		}
 	}
@@ -255,7 +349,7 @@ func (r *Registry) Lookup(k presence.Key, now time.Time, ttl time.Duration) (pre
 	e := r.m[k]
 	var c presence.Consumer
 	if e != nil {
-		c = e.row(k, ns, ttl)
+		c = e.row(k, ns, ttl, r.ttls[k])
 	}
 	r.mu.Unlock()
 	return c, e != nil
@@ -276,8 +370,8 @@ func (r *Registry) Stats(now time.Time, ttl time.Duration) presence.Counts {
 	ns := nanotime.FromTime(now)
 	var st presence.Counts
 	r.mu.Lock()
-	for _, e := range r.m {
-		st.Add(e.state(ns, ttl))
+	for k, e := range r.m {
+		st.Add(e.state(ns, r.judged(k, ttl)))
 	}
 	r.mu.Unlock()
 	return st
@@ -291,7 +385,7 @@ func (r *Registry) CountByGroup(now time.Time, ttl time.Duration) map[presence.G
 	for k, e := range r.m {
 		g := presence.GroupKey{Queue: k.Queue, Group: k.Group}
 		n := out[g]
-		n.Add(e.state(ns, ttl))
+		n.Add(e.state(ns, r.judged(k, ttl)))
 		out[g] = n
 	}
 	r.mu.Unlock()
