@@ -1,6 +1,10 @@
 package presence
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
 	"testing"
 	"time"
 
@@ -16,8 +20,10 @@ import (
 // with -failfast (as gremlins runs it) a broken loop fails here before any
 // unbounded test reaches it and hangs.
 
-// within runs f on its own goroutine and fails the test if it has not
-// returned after d.
+// within runs f on its own goroutine and, if it has not returned after d,
+// reports the hang and ends the test binary with status 1. Failing the test
+// alone is not enough: the stuck goroutine would then hang the examples,
+// which go test runs even after -failfast stopped the tests.
 func within(t *testing.T, d time.Duration, what string, f func()) {
 	t.Helper()
 	done := make(chan struct{})
@@ -28,7 +34,8 @@ func within(t *testing.T, d time.Duration, what string, f func()) {
 	select {
 	case <-done:
 	case <-time.After(d):
-		t.Fatalf("%s did not return within %v", what, d)
+		fmt.Fprintf(os.Stderr, "--- FAIL: %s: %s did not return within %v\n", t.Name(), what, d)
+		os.Exit(1)
 	}
 }
 
@@ -62,4 +69,31 @@ func TestHandleBeatsReplacedEntry(t *testing.T) {
 	})
 	assert.EqualValues(t, 1, r.Counters().ClockSteps)
 	assert.Equal(t, 1, r.Len())
+}
+
+// ReadFrom of a checkpoint with blocks of several sizes, through both of
+// its paths, ends: the loop that reads a block's payload in growing chunks
+// stops when the payload is whole.
+func TestReadFromEnds(t *testing.T) {
+	src := New()
+	for i := 0; i < 3000; i++ {
+		k := Key{Queue: "q", Group: fmt.Sprint(i % 7), Consumer: fmt.Sprint("consumer-", i)}
+		require.NoError(t, src.Heartbeat(k, 1, time.Unix(1_000, 0)))
+	}
+	var buf bytes.Buffer
+	_, err := src.WriteTo(&buf)
+	require.NoError(t, err)
+	for _, seekable := range []bool{true, false} {
+		r := New()
+		within(t, 10*time.Second, fmt.Sprint("ReadFrom, seekable=", seekable), func() {
+			var err error
+			if seekable {
+				_, err = r.ReadFrom(bytes.NewReader(buf.Bytes()))
+			} else {
+				_, err = r.ReadFrom(struct{ io.Reader }{bytes.NewReader(buf.Bytes())})
+			}
+			assert.NoError(t, err)
+		})
+		assert.Equal(t, 3000, r.Len())
+	}
 }
