@@ -2,6 +2,7 @@ package presence
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -156,4 +157,37 @@ func TestShardCounts(t *testing.T) {
 	assert.Equal(t, 16, def, "the default for 3 Ps: 12, rounded up")
 	assert.Equal(t, def, New(WithShards(0)).Shards())
 	assert.Equal(t, def, New(WithShards(-5)).Shards())
+}
+
+// A Sweeper or Checkpointer configured with Ticks runs on them: each value
+// sent is taken within the bound, and Run ends when the context does.
+func TestTicksDriveRuns(t *testing.T) {
+	stopIfFailed(t)
+	r := New()
+	path := t.TempDir() + "/presence.ckpt"
+	runs := map[string]func(ctx context.Context, ticks chan time.Time) error{
+		"Sweeper": func(ctx context.Context, ticks chan time.Time) error {
+			return (&Sweeper{Registry: r, Interval: time.Hour, Ticks: ticks}).Run(ctx)
+		},
+		"Checkpointer": func(ctx context.Context, ticks chan time.Time) error {
+			return (&Checkpointer{Registry: r, Path: path, Interval: time.Hour, Ticks: ticks}).Run(ctx)
+		},
+	}
+	for name, run := range runs {
+		ticks := make(chan time.Time)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, ticks) }()
+		for i := 0; i < 2; i++ {
+			select {
+			case ticks <- time.Time{}:
+			case err := <-done:
+				t.Fatalf("%s.Run returned %v instead of taking ticks", name, err)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s.Run took no tick within 10s", name)
+			}
+		}
+		cancel()
+		assert.ErrorIs(t, <-done, context.Canceled, name)
+	}
 }
