@@ -1,6 +1,12 @@
 package presence
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -16,8 +22,25 @@ import (
 // with -failfast (as gremlins runs it) a broken loop fails here before any
 // unbounded test reaches it and hangs.
 
-// within runs f on its own goroutine and fails the test if it has not
-// returned after d.
+// stopIfFailed ends the test binary with status 1 once t is over, if t
+// failed. These tests cover loops that a bug can make endless; when one of
+// them fails, the tests and examples after it may hang on the same bug
+// (-failfast does not stop examples), so the binary stops here. The
+// assertion messages are lost with the buffered test output: run the test
+// alone to see them.
+func stopIfFailed(t *testing.T) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			fmt.Fprintf(os.Stderr, "--- FAIL: %s (stopping; run it alone with -run for its messages)\n", t.Name())
+			os.Exit(1)
+		}
+	})
+}
+
+// within runs f on its own goroutine and, if it has not returned after d,
+// reports the hang and ends the test binary with status 1. Failing the test
+// alone is not enough: the stuck goroutine would then hang the examples,
+// which go test runs even after -failfast stopped the tests.
 func within(t *testing.T, d time.Duration, what string, f func()) {
 	t.Helper()
 	done := make(chan struct{})
@@ -28,7 +51,8 @@ func within(t *testing.T, d time.Duration, what string, f func()) {
 	select {
 	case <-done:
 	case <-time.After(d):
-		t.Fatalf("%s did not return within %v", what, d)
+		fmt.Fprintf(os.Stderr, "--- FAIL: %s: %s did not return within %v\n", t.Name(), what, d)
+		os.Exit(1)
 	}
 }
 
@@ -37,6 +61,7 @@ func within(t *testing.T, d time.Duration, what string, f func()) {
 // it: the registration's retry loop ends, and only a beat older by more
 // than the clock step counts as a clock step.
 func TestHandleBeatsReplacedEntry(t *testing.T) {
+	stopIfFailed(t)
 	t0 := time.Unix(1_000, 0).UTC()
 	r := New(WithCounters())
 	k := Key{Queue: "q", Group: "g", Consumer: "c"}
@@ -62,4 +87,107 @@ func TestHandleBeatsReplacedEntry(t *testing.T) {
 	})
 	assert.EqualValues(t, 1, r.Counters().ClockSteps)
 	assert.Equal(t, 1, r.Len())
+}
+
+// ReadFrom of a checkpoint with blocks of several sizes, through both of
+// its paths, ends: the loop that reads a block's payload in growing chunks
+// stops when the payload is whole.
+func TestReadFromEnds(t *testing.T) {
+	stopIfFailed(t)
+	src := New()
+	for i := 0; i < 3000; i++ {
+		k := Key{Queue: "q", Group: fmt.Sprint(i % 7), Consumer: fmt.Sprint("consumer-", i)}
+		require.NoError(t, src.Heartbeat(k, 1, time.Unix(1_000, 0)))
+	}
+	var buf bytes.Buffer
+	_, err := src.WriteTo(&buf)
+	require.NoError(t, err)
+	for _, seekable := range []bool{true, false} {
+		r := New()
+		within(t, 10*time.Second, fmt.Sprint("ReadFrom, seekable=", seekable), func() {
+			var err error
+			if seekable {
+				_, err = r.ReadFrom(bytes.NewReader(buf.Bytes()))
+			} else {
+				_, err = r.ReadFrom(struct{ io.Reader }{bytes.NewReader(buf.Bytes())})
+			}
+			assert.NoError(t, err)
+		})
+		assert.Equal(t, 3000, r.Len())
+	}
+}
+
+// PruneExpired ends, and removes exactly the expired consumer and the one
+// whose heartbeat is more than the clock step ahead of now; one exactly a
+// step ahead stays.
+func TestPruneExpiredEnds(t *testing.T) {
+	stopIfFailed(t)
+	now := time.Unix(1_000_000, 0).UTC()
+	r := New(WithCounters())
+	keys := map[string]time.Time{
+		"active":          now.Add(-time.Second),
+		"expired":         now.Add(-time.Hour),
+		"one step ahead":  now.Add(DefaultMaxClockStep),
+		"past a step":     now.Add(DefaultMaxClockStep + 1),
+		"beat at now":     now,
+		"just registered": now.Add(-DefaultTTL),
+	}
+	for c, at := range keys {
+		require.NoError(t, r.Heartbeat(Key{Queue: "q", Group: "g", Consumer: c}, 0, at))
+	}
+	var n int
+	within(t, 10*time.Second, "PruneExpired", func() { n = r.PruneExpired(now, DefaultTTL) })
+	assert.Equal(t, 2, n)
+	for c := range keys {
+		_, ok := r.Lookup(Key{Queue: "q", Group: "g", Consumer: c}, now, DefaultTTL)
+		assert.Equal(t, c != "expired" && c != "past a step", ok, "%s", c)
+	}
+	assert.EqualValues(t, 1, r.Counters().ClockSteps, "the consumer a clock step ahead")
+	assert.EqualValues(t, 2, r.Counters().Expired)
+}
+
+// WithShards rounds up to a power of two (at most 65536); n <= 0 keeps
+// the default of four shards per P, rounded.
+func TestShardCounts(t *testing.T) {
+	for n, want := range map[int]int{1: 1, 2: 2, 3: 4, 4: 4, 5: 8, 1000: 1024} {
+		assert.Equal(t, want, New(WithShards(n)).Shards(), "WithShards(%d)", n)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
+	def := New().Shards()
+	assert.Equal(t, 16, def, "the default for 3 Ps: 12, rounded up")
+	assert.Equal(t, def, New(WithShards(0)).Shards())
+	assert.Equal(t, def, New(WithShards(-5)).Shards())
+}
+
+// A Sweeper or Checkpointer configured with Ticks runs on them: each value
+// sent is taken within the bound, and Run ends when the context does.
+func TestTicksDriveRuns(t *testing.T) {
+	stopIfFailed(t)
+	r := New()
+	path := t.TempDir() + "/presence.ckpt"
+	runs := map[string]func(ctx context.Context, ticks chan time.Time) error{
+		"Sweeper": func(ctx context.Context, ticks chan time.Time) error {
+			return (&Sweeper{Registry: r, Interval: time.Hour, Ticks: ticks}).Run(ctx)
+		},
+		"Checkpointer": func(ctx context.Context, ticks chan time.Time) error {
+			return (&Checkpointer{Registry: r, Path: path, Interval: time.Hour, Ticks: ticks}).Run(ctx)
+		},
+	}
+	for name, run := range runs {
+		ticks := make(chan time.Time)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, ticks) }()
+		for i := 0; i < 2; i++ {
+			select {
+			case ticks <- time.Time{}:
+			case err := <-done:
+				t.Fatalf("%s.Run returned %v instead of taking ticks", name, err)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s.Run took no tick within 10s", name)
+			}
+		}
+		cancel()
+		assert.ErrorIs(t, <-done, context.Canceled, name)
+	}
 }

@@ -25,3 +25,6 @@ func SetTestHook(f func(HookPoint)) (clear func()) {
 	testHook = f
 	return func() { testHook = nil }
 }
+
+// Shards returns the number of shards of r.
+func (r *Registry) Shards() int { return len(r.shards) }

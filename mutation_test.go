@@ -3,6 +3,8 @@ package presence_test
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -163,4 +165,25 @@ func TestCollectDeletedCount(t *testing.T) {
 	assert.Equal(t, 2, r.CollectDeleted(func(k presence.Key) { keys = append(keys, k) }))
 	assert.ElementsMatch(t, []presence.Key{key("q", "g", "0"), key("q", "g", "2")}, keys)
 	assert.Zero(t, r.CollectDeleted(func(presence.Key) { t.Error("nothing was deregistered since") }))
+}
+
+// Save writes its temporary file next to Path, and Load removes stale ones
+// from there, not from the working directory: both work while the working
+// directory is gone.
+func TestCheckpointerIgnoresWorkingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	gone := filepath.Join(dir, "gone")
+	require.NoError(t, os.Mkdir(gone, 0o700))
+	t.Chdir(gone)
+	require.NoError(t, os.Remove(gone))
+	r := presence.New()
+	populate(t, r)
+	path := filepath.Join(dir, "presence.ckpt")
+	require.NoError(t, (&presence.Checkpointer{Registry: r, Path: path}).Save())
+	stale := path + ".tmp-12345" // left by a save that crashed
+	require.NoError(t, os.WriteFile(stale, []byte("partial"), 0o600))
+	r2 := presence.New()
+	require.NoError(t, (&presence.Checkpointer{Registry: r2, Path: path}).Load())
+	assert.Equal(t, r.Len(), r2.Len())
+	assert.NoFileExists(t, stale, "Load leaves a stale temporary file next to Path")
 }
