@@ -73,6 +73,12 @@ type Options struct {
 	BatchConsumers int
 	// Logger receives failed flushes; default slog.Default().
 	Logger *slog.Logger
+	// Now is the clock that Restore checks rows against; default
+	// time.Now. A row whose LastHeartbeat is more than the registry's
+	// clock step (presence.WithMaxClockStep) ahead of it was written by a
+	// broker whose clock was ahead, and is refused (see
+	// presence.Registry.MergeAt) instead of pinning its consumer.
+	Now func() time.Time
 }
 
 // bucketState is what a mirror last saw of a bucket's loss marker.

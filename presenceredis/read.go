@@ -39,13 +39,20 @@ func (m *Mirror) CountByGroup(ctx context.Context, now time.Time, ttl time.Durat
 }
 
 // Restore merges every consumer stored in Redis into the registry (see
-// presence.Registry.Merge), typically at startup, and returns how many rows
-// it merged. Rows of unreachable buckets are missing, as in Snapshot.
+// presence.Registry.MergeAt), typically at startup, and returns how many
+// rows it merged. Rows of unreachable buckets are missing, as in Snapshot.
+// A row stamped further in the future than the registry's clock step, by
+// Options.Now, is not merged: the error then wraps presence.ErrFutureTime.
 func (m *Mirror) Restore(ctx context.Context) (int, error) {
+	now := time.Now
+	if m.opt.Now != nil {
+		now = m.opt.Now
+	}
+	at := now()
 	n := 0
 	var mergeErr error
 	err := m.each(ctx, func(c presence.Consumer) {
-		if err := m.reg.Merge(c); err != nil {
+		if err := m.reg.MergeAt(c, at); err != nil {
 			mergeErr = errors.Join(mergeErr, err)
 			return
 		}

@@ -480,3 +480,24 @@ func TestNextWait(t *testing.T) {
 	fast := New(presence.New(), redis.NewClient(&redis.Options{}), Options{FlushInterval: 100 * time.Millisecond})
 	assert.Equal(t, 100*time.Millisecond, fast.nextWait(time.Second, fail, true))
 }
+
+// A broker whose clock ran a day ahead wrote a consumer to Redis. A broker
+// that restores with a correct clock refuses that row, rather than pinning
+// the consumer as active for a day, and restores the others.
+func TestRestoreRefusesFutureRows(t *testing.T) {
+	s := startRedis(t)
+	ctx := context.Background()
+	ahead := presence.New()
+	fill(t, ahead, 10, 0, t0)
+	skewed := key("q", "g", "from-the-future")
+	require.NoError(t, ahead.Heartbeat(skewed, 0, t0.Add(24*time.Hour)))
+	_, err := New(ahead, s.client(t), Options{}).Flush(ctx)
+	require.NoError(t, err)
+
+	fresh := presence.New()
+	n, err := New(fresh, s.client(t), Options{Now: func() time.Time { return t0 }}).Restore(ctx)
+	require.ErrorIs(t, err, presence.ErrFutureTime)
+	assert.Equal(t, 10, n)
+	_, found := fresh.Lookup(skewed, t0, ttl)
+	assert.False(t, found, "the future-dated row was restored")
+}
