@@ -191,3 +191,28 @@ func TestTicksDriveRuns(t *testing.T) {
 		assert.ErrorIs(t, <-done, context.Canceled, name)
 	}
 }
+
+// Events reach a subscriber as they are emitted, with no waiting: a test
+// that blocks on the channel for them would hang, not fail, if they never
+// came.
+func TestEventsArrive(t *testing.T) {
+	stopIfFailed(t)
+	t0 := time.Unix(1_000, 0).UTC()
+	r := New()
+	sub := r.Subscribe(8)
+	defer sub.Close()
+	k := Key{Queue: "q", Group: "g", Consumer: "c"}
+	require.NoError(t, r.Heartbeat(k, 0, t0))
+	r.PruneExpired(t0.Add(DefaultTTL+1), DefaultTTL)
+	var kinds []EventKind
+drain:
+	for {
+		select {
+		case e := <-sub.C:
+			kinds = append(kinds, e.Kind)
+		default:
+			break drain
+		}
+	}
+	assert.Equal(t, []EventKind{EventJoined, EventStale}, kinds)
+}

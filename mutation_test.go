@@ -102,8 +102,8 @@ func TestUndefinedValuesDoNotPanic(t *testing.T) {
 	}
 }
 
-// A Handle copies its key into one buffer; a consumer name longer than the
-// queue and group together must come out whole.
+// A Handle copies its key into one buffer; a consumer or group name longer
+// than the other two together must come out whole.
 func TestHandleWithLongConsumerName(t *testing.T) {
 	r := presence.New()
 	for _, k := range []presence.Key{
@@ -111,6 +111,7 @@ func TestHandleWithLongConsumerName(t *testing.T) {
 		key("", "", "c"),
 		key("queue", "group", ""),
 		key("a-long-queue-name", "", "c"),
+		key("q", "a-group-name-longer-than-queue-and-consumer", "c"),
 	} {
 		h := r.Handle(k)
 		assert.Equal(t, k, h.Key())
@@ -120,7 +121,7 @@ func TestHandleWithLongConsumerName(t *testing.T) {
 		assert.Equal(t, k, c.Key)
 		assert.Equal(t, k, r.Handle(k).Key(), "a Handle for a registered key")
 	}
-	assert.Equal(t, 4, r.Len())
+	assert.Equal(t, 5, r.Len())
 }
 
 // CollectChanged returns the number of rows it passed.
