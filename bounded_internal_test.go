@@ -56,6 +56,24 @@ func within(t *testing.T, d time.Duration, what string, f func()) {
 	}
 }
 
+// A group whose last consumer left comes back with the next registration
+// into it: the registration's retry past the dead group ends.
+func TestGroupComesBack(t *testing.T) {
+	stopIfFailed(t)
+	r := New()
+	k := Key{Queue: "q", Group: "g", Consumer: "c"}
+	for i := 0; i < 3; i++ {
+		within(t, 10*time.Second, "a registration into a group that just died", func() {
+			assert.NoError(t, r.Heartbeat(k, 0, time.Unix(1_000, 0)))
+		})
+		groups, queues := r.IndexSizes()
+		assert.Equal(t, [2]int{1, 1}, [2]int{groups, queues}, "round %d", i)
+		require.True(t, r.Deregister(k))
+		groups, queues = r.IndexSizes()
+		assert.Equal(t, [2]int{0, 0}, [2]int{groups, queues}, "round %d", i)
+	}
+}
+
 // A Handle whose cached entry was removed, and whose consumer was then
 // registered again by key, finds the live entry on its slow path and beats
 // it: the registration's retry loop ends, and only a beat older by more
