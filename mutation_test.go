@@ -188,3 +188,20 @@ func TestCheckpointerIgnoresWorkingDirectory(t *testing.T) {
 	assert.Equal(t, r.Len(), r2.Len())
 	assert.NoFileExists(t, stale, "Load leaves a stale temporary file next to Path")
 }
+
+// WithMaxClockStep sets the step beyond which an older beat corrects the
+// stored one; zero or negative keeps DefaultMaxClockStep.
+func TestWithMaxClockStep(t *testing.T) {
+	for _, tc := range []struct {
+		step      time.Duration
+		corrected bool
+	}{{time.Second, true}, {0, false}, {-time.Second, false}} {
+		r := presence.New(presence.WithCounters(), presence.WithMaxClockStep(tc.step))
+		k := key("q", "g", "c")
+		beat(t, r, k, 0, t0)
+		beat(t, r, k, 0, t0.Add(-2*time.Second)) // 2 s older: a correction only under a 1 s step
+		c, _ := r.Lookup(k, t0, ttl)
+		assert.Equal(t, tc.corrected, c.LastHeartbeat.Equal(t0.Add(-2*time.Second)), "step %v", tc.step)
+		assert.Equal(t, tc.corrected, r.Counters().ClockSteps == 1, "step %v", tc.step)
+	}
+}
