@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/seed351623e9/presence"
+	"github.com/seed351623e9/presence/internal/integration"
 	"github.com/seed351623e9/presence/presencehttp"
 )
 
@@ -31,17 +31,10 @@ type clock struct {
 func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
+// chromium returns the browser's path; without one the test fails naming
+// the Debian package, or skips loudly with PRESENCE_SKIP_INTEGRATION=1.
 func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("no Chromium; .ci/run installs Debian's chromium package")
-	}
-	t.Skip("no Chromium on this machine")
-	return ""
+	return integration.Need(t, "chromium", "chromium", "chromium-browser", "google-chrome")
 }
 
 func artifacts(t *testing.T) string {
