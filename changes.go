@@ -50,10 +50,24 @@ func (r *Registry) CollectChanged(fn func(Consumer)) int {
 // passes it. It reports whether k is registered.
 func (r *Registry) MarkChanged(k Key) bool {
 	sl, ok := r.lookup(&k)
-	if ok {
+	if ok && sl.e.Live() {
 		sl.e.SetFlag(entry.FlagDirty, true)
+		return true
 	}
-	return ok
+	// A registration in progress has put its entry in its group, where
+	// CollectChanged may have passed it and cleared its mark, but not yet
+	// in its shard, where lookup looks. Its compute holds the key's bucket
+	// lock until the entry is in the shard, so a compute on the key finds
+	// it there, or finds the key absent for good.
+	found := false
+	sl.s.m.Compute(mkey{h: sl.h, k: k}, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+		if loaded && cur.Live() {
+			cur.SetFlag(entry.FlagDirty, true)
+			found = true
+		}
+		return cur, !loaded // an absent key stays absent
+	})
+	return found
 }
 
 // MarkAllChanged marks every consumer changed: the next CollectChanged

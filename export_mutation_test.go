@@ -14,6 +14,7 @@ const (
 	HookRowRead            = hookRowRead
 	HookBeforeRetire       = hookBeforeRetire
 	HookDeregisterRecorded = hookDeregisterRecorded
+	HookJoined             = hookJoined
 )
 
 // HookPoint names a pause point.

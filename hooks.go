@@ -9,8 +9,8 @@ package presence
 // so that a broken protocol fails the test every time, in a plain go test.
 // Unset, a point costs one load and one predicted branch; none is on the
 // refresh path (the entry's own points are in internal/entry/hooks.go). A
-// point is never reached under a bucket lock, so a test may run any
-// registry operation from it.
+// point other than hookJoined is never reached under a bucket lock, so a
+// test may run any registry operation from it.
 
 // hookPoint names a pause point.
 type hookPoint uint8
@@ -24,6 +24,11 @@ const (
 	// hookDeregisterRecorded: Deregister has found its entry and not yet
 	// retired it or recorded the deletion for mirrors.
 	hookDeregisterRecorded
+	// hookJoined: a registration has put its new entry in its group and
+	// not yet in its shard. Unlike the others, this point is reached under
+	// the key's bucket lock: a test may not run an operation on that key
+	// from it on the same goroutine.
+	hookJoined
 )
 
 // testHook is set only by tests (export_mutation_test.go), before the

@@ -65,3 +65,34 @@ func TestPruneLosesNoBeatBeforeRetire(t *testing.T) {
 	assert.EqualValues(t, 3, c.Leases)
 	assert.Zero(t, r.Counters().Expired)
 }
+
+// A registration has put its entry in its group, where CollectChanged
+// finds it, but not yet in its shard, when a mirror that failed to deliver
+// the row calls MarkChanged. The mark must not be lost: MarkChanged waits
+// for the registration, and the next collection passes the row again.
+func TestMarkChangedDuringRegistration(t *testing.T) {
+	r := presence.New()
+	k := key("q", "g", "c")
+	collect(r) // nothing yet
+	marked := make(chan bool, 1)
+	var passed int
+	clear := onceAt(presence.HookJoined, func() {
+		// Under k's bucket lock: the mirror's MarkChanged runs on its own
+		// goroutine, which the registration lets go when it returns.
+		passed = r.CollectChanged(func(c presence.Consumer) {
+			go func() { marked <- r.MarkChanged(c.Key) }()
+		})
+		// A MarkChanged that does not wait for the registration returns
+		// at once, and finds nothing; give it the chance to.
+		select {
+		case ok := <-marked:
+			marked <- ok
+		case <-time.After(time.Second):
+		}
+	})
+	beat(t, r, k, 0, t0)
+	require.True(t, clear(), "the registration did not reach its pause point")
+	require.Equal(t, 1, passed, "CollectChanged did not find the joined entry")
+	assert.True(t, <-marked, "MarkChanged did not find the consumer")
+	assert.Contains(t, collect(r), k, "the failed row's mark was lost")
+}

@@ -282,6 +282,7 @@ func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat 
 			if err = r.admit(mk.k, fresh); err != nil {
 				return cur, !loaded // an absent key stays absent
 			}
+			pause(hookJoined)
 			s.live.Add(1)
 			r.events.emit(EventJoined, mk.k, at)
 			return fresh, false
