@@ -60,7 +60,7 @@ func (r *Registry) MarkChanged(k Key) bool {
 	// lock until the entry is in the shard, so a compute on the key finds
 	// it there, or finds the key absent for good.
 	found := false
-	sl.s.m.Compute(mkey{h: sl.h, k: k}, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+	sl.s.compute(&mkey{h: sl.h, k: k}, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
 		if loaded && cur.Live() {
 			cur.SetFlag(entry.FlagDirty, true)
 			found = true
@@ -211,7 +211,7 @@ func (r *Registry) CollectDeleted(fn func(Key)) int {
 // mirror deletes it and writes its new row.
 func (r *Registry) MarkDeleted(k Key) {
 	r.mustBeMade()
-	r.dels.record(hashKey(r.seed, &k), k)
+	r.dels.record(r.hash(&k), k)
 }
 
 // At returns c with Age and State computed for now and ttl, as the

@@ -180,7 +180,11 @@ func TestCollectDeleted(t *testing.T) {
 // more round, its copy holds exactly the consumers whose last operation
 // was a heartbeat: no deregistration or registration is lost.
 func TestDeletedRacingRegistrations(t *testing.T) {
-	r := presence.New()
+	forHashes(t, testDeletedRacingRegistrations)
+}
+
+func testDeletedRacingRegistrations(t *testing.T, hash ...presence.Option) {
+	r := presence.New(hash...)
 	const writers, perWriter = 4, 64
 	ops := scale(20000)
 	var mu sync.Mutex

@@ -22,6 +22,13 @@ func scale(n int) int {
 	return n
 }
 
+// forHashes runs test as it is, and again with every key's hash cut to 3
+// bits (WithHashBits), so that keys collide and take the shards' spill.
+func forHashes(t *testing.T, test func(t *testing.T, hash ...presence.Option)) {
+	t.Run("hash=full", func(t *testing.T) { test(t) })
+	t.Run("hash=3bits", func(t *testing.T) { test(t, presence.WithHashBits(3)) })
+}
+
 // checkRows asserts the invariants of a quiescent snapshot: no key twice,
 // and Len agreeing with it.
 func checkRows(t *testing.T, r *presence.Registry, rows []presence.Consumer) map[presence.Key]presence.Consumer {
@@ -45,9 +52,13 @@ func checkRows(t *testing.T, r *presence.Registry, rows []presence.Consumer) map
 // time while another goroutine prunes. The fresh time is never expired, so
 // every consumer must survive with it, whoever wins each race.
 func TestNoLostHeartbeatUnderPrune(t *testing.T) {
+	forHashes(t, testNoLostHeartbeatUnderPrune)
+}
+
+func testNoLostHeartbeatUnderPrune(t *testing.T, hash ...presence.Option) {
 	const perRound = 64
 	rounds := scale(300)
-	r := presence.New(presence.WithShards(2))
+	r := presence.New(append(hash, presence.WithShards(2))...)
 	ancient := t0.Add(-time.Hour)
 	for round := 0; round < rounds; round++ {
 		now := t0.Add(time.Duration(round) * time.Second)
@@ -165,7 +176,11 @@ func TestHeartbeatIsMonotonic(t *testing.T) {
 // After concurrent mixed operations quiesce: no duplicate rows, Len equals
 // the snapshot's length, and every consumer's final beat is reflected.
 func TestMixedOperationsQuiesce(t *testing.T) {
-	r := presence.New(presence.WithShards(4))
+	forHashes(t, testMixedOperationsQuiesce)
+}
+
+func testMixedOperationsQuiesce(t *testing.T, hash ...presence.Option) {
+	r := presence.New(append(hash, presence.WithShards(4))...)
 	keys := make([]presence.Key, 48)
 	for i := range keys {
 		keys[i] = key(fmt.Sprint("q", i%3), fmt.Sprint("g", i%2), fmt.Sprint(i))
@@ -229,7 +244,11 @@ func TestMixedOperationsQuiesce(t *testing.T) {
 // under them: after the removers stop, one more beat through each handle
 // makes every consumer present exactly once, with that beat's time.
 func TestHandlesRaceRemoval(t *testing.T) {
-	r := presence.New(presence.WithShards(2))
+	forHashes(t, testHandlesRaceRemoval)
+}
+
+func testHandlesRaceRemoval(t *testing.T, hash ...presence.Option) {
+	r := presence.New(append(hash, presence.WithShards(2))...)
 	n := 32
 	handles := make([]*presence.Handle, n)
 	for i := range handles {

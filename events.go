@@ -210,7 +210,7 @@ func (r *Registry) observe(e *entry.Entry, st State, now int64) {
 		return
 	}
 	s, mk := r.slotOf(e)
-	s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+	s.compute(&mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
 		if loaded && cur == e && e.Live() {
 			r.events.emit(kind, mk.k, now)
 		}

@@ -7,7 +7,14 @@ func (r *Registry) IndexSizes() (groups, queues int) {
 }
 
 // HashKey returns r's hash of k.
-func HashKey(r *Registry, k Key) uint64 { return hashKey(r.seed, &k) }
+func HashKey(r *Registry, k Key) uint64 { return r.hash(&k) }
+
+// WithHashBits keeps only the low n bits of every key's hash, so that keys
+// collide: with n small, most keys share their hash with others, and every
+// path of a shard's spill runs.
+func WithHashBits(n uint) Option {
+	return func(c *config) { c.hashClear = ^uint64(0) << n }
+}
 
 // DeletionRecords returns the number of deregistrations r holds for a
 // mirror.

@@ -162,13 +162,14 @@ func (f *fuzzRun) fail(format string, args ...any) {
 	f.t.Fatalf("%s\ntrace:\n  %s", fmt.Sprintf(format, args...), strings.Join(f.trace, "\n  "))
 }
 
-func runProgram(t *testing.T, data []byte) {
+func runProgram(t *testing.T, data []byte, extra ...presence.Option) {
 	p := &program{b: data}
 	cfg := p.next()
 	limit := int(cfg & 7)
 	shards := 1 << (cfg >> 3 & 7)
 	perGroup := int(cfg >> 6)
 	opts := []presence.Option{presence.WithMaxConsumers(limit), presence.WithShards(shards), presence.WithMaxConsumersPerGroup(perGroup)}
+	opts = append(opts, extra...)
 	f := &fuzzRun{
 		t: t, p: p,
 		reg:     presence.New(opts...),
@@ -177,7 +178,7 @@ func runProgram(t *testing.T, data []byte) {
 		now:     extremes[4],
 		opts:    opts,
 	}
-	f.log("New(WithMaxConsumers(%d), WithShards(%d), WithMaxConsumersPerGroup(%d))", limit, shards, perGroup)
+	f.log("New(WithMaxConsumers(%d), WithShards(%d), WithMaxConsumersPerGroup(%d)) and %d options more", limit, shards, perGroup, len(extra))
 	for ops := 0; p.more() && ops < 400; ops++ {
 		if op := int(p.next() % opSlots); op < len(fuzzOps) {
 			fuzzOps[op].run(f)
@@ -495,7 +496,12 @@ func FuzzRegistry(f *testing.F) {
 	// 1 s in a restore, and key 6 re-declares 1 ns, which is raised to 1 s.
 	f.Add([]byte{0x00, 12, 0x05, 1, 3, 2, 13, 0x06, 1, 3, 3, 0, 0x07, 0, 8, 5, 4,
 		0, 0x07, 0, 4, 4, 4, 14, 2, 2, 5, 3, 13, 0x06, 0, 3, 1, 5, 3})
-	f.Fuzz(runProgram)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		runProgram(t, data)
+		// Again with every key's hash cut to 2 bits, so that most keys
+		// share their hash with others and take the shards' spill path.
+		runProgram(t, data, presence.WithHashBits(2))
+	})
 }
 
 // refClassify is Classify computed with math/big: no saturation tricks,

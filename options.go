@@ -18,6 +18,7 @@ type config struct {
 	counters    bool
 	ttlMin      time.Duration
 	ttlMax      time.Duration
+	hashClear   uint64 // hash bits cleared, so that tests make keys collide
 }
 
 // WithShards sets the number of shards. n is rounded up to a power of two,

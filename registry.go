@@ -68,6 +68,7 @@ var (
 // The zero Registry is not usable; create one with New.
 type Registry struct {
 	seed   maphash.Seed // random, per registry; see hashKey
+	hmask  uint64       // all ones, unless a test makes keys collide
 	step   uint64       // WithMaxClockStep in nanoseconds, > 0
 	shift  uint         // 64 - log2(len(shards)); a shard is picked by h >> shift
 	shards []shard
@@ -107,6 +108,7 @@ func New(opts ...Option) *Registry {
 		max:         int64(c.max),
 		maxPerGroup: c.maxPerGroup,
 		seed:        maphash.MakeSeed(),
+		hmask:       ^uint64(0) &^ c.hashClear,
 		step:        uint64(c.maxStep),
 		ix:          newIndex(),
 		ttlMin:      int64(c.ttlMin),
@@ -121,7 +123,7 @@ func New(opts ...Option) *Registry {
 		per = c.presize/c.shards + 1
 	}
 	for i := range r.shards {
-		r.shards[i] = newShard(per)
+		r.shards[i].init(per)
 	}
 	return r
 }
@@ -271,7 +273,7 @@ func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat 
 	for {
 		var live *entry.Entry
 		var err error
-		s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+		s.compute(&mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
 			// An entry is retired only inside the compute that deletes it
 			// (remove), so a loaded entry is live here, unless a beat
 			// is a few instructions from finding it retired.
@@ -358,7 +360,7 @@ func (r *Registry) unreserve() {
 // describes.
 func (r *Registry) remove(s *shard, mk mkey, e *entry.Entry, seen int64, kind EventKind, now int64) bool {
 	done := false
-	s.m.Compute(mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
+	s.compute(&mk, func(cur *entry.Entry, loaded bool) (*entry.Entry, bool) {
 		switch {
 		case !loaded:
 			return cur, true // absent: nothing to delete
@@ -488,7 +490,7 @@ func (r *Registry) pruneOne(e *entry.Entry, ns int64, ttl time.Duration, low *ti
 // e's own.
 func (r *Registry) slotOf(e *entry.Entry) (*shard, mkey) {
 	k := entryKey(e)
-	h := hashKey(r.seed, &k)
+	h := r.hash(&k)
 	return r.shardOf(h), mkey{h: h, k: k}
 }
 

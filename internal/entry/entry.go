@@ -126,6 +126,22 @@ func (e *Entry) Key() (queue, group, consumer string) {
 	return
 }
 
+// KeyIs reports whether the entry's key strings are queue, group and
+// consumer. It is Key followed by three compares, with a fast path for
+// names shorter than 128 bytes, whose lengths are one byte each.
+func (e *Entry) KeyIs(queue, group, consumer string) bool {
+	p := unsafe.Add(unsafe.Pointer(e), keyOff)
+	ql, gl, cl := *(*byte)(p), *(*byte)(unsafe.Add(p, 1)), *(*byte)(unsafe.Add(p, 2))
+	if (ql|gl|cl)&0x80 != 0 {
+		q, g, c := e.Key()
+		return c == consumer && g == group && q == queue
+	}
+	off := keyOff + 3 // each string compare checks its length first
+	return e.bytes(off+uintptr(ql)+uintptr(gl), uintptr(cl)) == consumer &&
+		e.bytes(off+uintptr(ql), uintptr(gl)) == group &&
+		e.bytes(off, uintptr(ql)) == queue
+}
+
 // uvarint decodes the uvarint at *off and moves *off past it.
 func (e *Entry) uvarint(off *uintptr) uintptr {
 	var v uintptr
