@@ -391,8 +391,9 @@ func (r *Registry) Deregister(k Key) bool {
 	if !ok {
 		return false
 	}
-	// The map key's strings are the entry's own, not k's, so that the map
-	// never keeps a reference to the caller's memory.
+	// The key's strings are the entry's own, not k's, so that what the
+	// registry keeps of it (the deletion record, the events) never
+	// references the caller's memory.
 	mk := mkey{h: sl.h, k: entryKey(sl.e)}
 	pause(hookDeregisterRecorded)
 	if !r.remove(sl.s, mk, nil, 0, EventLeft, nanotime.None) {
@@ -486,8 +487,8 @@ func (r *Registry) pruneOne(e *entry.Entry, ns int64, ttl time.Duration, low *ti
 	}
 }
 
-// slotOf returns the shard of entry e and its map key, whose strings are
-// e's own.
+// slotOf returns the shard of entry e and its key with its hash; the key's
+// strings are e's own.
 func (r *Registry) slotOf(e *entry.Entry) (*shard, mkey) {
 	k := entryKey(e)
 	h := r.hash(&k)
