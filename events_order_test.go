@@ -17,11 +17,19 @@ import (
 // then Joined again. So membership rebuilt from the events is the
 // registry's.
 func TestEventsOfOneKeyArriveInOrder(t *testing.T) {
+	t.Run("hash=full", func(t *testing.T) { testEventsOfOneKeyArriveInOrder(t) })
+	// Both keys share one hash: one holds the shard map's slot, the
+	// other the spill, and the Stale and Revived of a prune pass are
+	// emitted through the spill's compute.
+	t.Run("hash=0bits", func(t *testing.T) { testEventsOfOneKeyArriveInOrder(t, presence.WithHashBits(0)) })
+}
+
+func testEventsOfOneKeyArriveInOrder(t *testing.T, hash ...presence.Option) {
 	dur := time.Second
 	if testing.Short() {
 		dur = 200 * time.Millisecond
 	}
-	r := presence.New(presence.WithShards(1))
+	r := presence.New(append(hash, presence.WithShards(1))...)
 	sub := r.Subscribe(1 << 14)
 	keys := []presence.Key{key("q", "g", "a"), key("q", "g", "b")}
 
