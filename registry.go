@@ -143,7 +143,9 @@ func (r *Registry) shardOf(h uint64) *shard {
 // Heartbeat returns nil in all these cases. A zero now is refused with
 // ErrZeroTime.
 //
-// Refreshing a registered consumer takes no lock and allocates nothing.
+// Refreshing a registered consumer takes no lock and allocates nothing (a
+// key whose 64-bit hash another registered key holds, about one pair in
+// 2^64, is looked up under its shard's spill mutex; see shard.go).
 // Registering one allocates twice and takes one xsync bucket lock; it fails
 // with ErrTooManyConsumers beyond WithMaxConsumers, with ErrGroupFull beyond
 // WithMaxConsumersPerGroup and with ErrKeyTooLong for keys over MaxKeyBytes.

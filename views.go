@@ -144,7 +144,8 @@ func (r *Registry) All(now time.Time, ttl time.Duration) iter.Seq[Consumer] {
 }
 
 // Lookup returns consumer k's row at now under ttl, and whether k is
-// registered. It costs one hash and one lock-free map read.
+// registered. It costs one hash and one lock-free map read (plus a mutex,
+// for the rare key whose 64-bit hash another key holds; see shard.go).
 func (r *Registry) Lookup(k Key, now time.Time, ttl time.Duration) (Consumer, bool) {
 	sl, ok := r.lookup(&k)
 	if !ok {
