@@ -99,8 +99,9 @@ type Mirror struct {
 	merge      *redis.Script
 	prune      *redis.Script
 
-	mu    sync.Mutex // serialises flushes; guards known
-	known [Buckets]bucketState
+	mu    sync.Mutex       // serialises flushes; guards be
+	be    backend          // the buckets, as the protocol sees them
+	proto *presence.Mirror // the protocol: collection, batching, retries
 
 	onFlush  func(FlushStats, error) // for tests: called by Run after each flush
 	answered atomic.Bool             // the last flush got a reply or a Redis error
@@ -133,7 +134,8 @@ func New(r *presence.Registry, rdb redis.UniversalClient, opt Options) *Mirror {
 		merge: redis.NewScript(mergeScript), prune: redis.NewScript(pruneScript),
 	}
 	m.cluster, _ = rdb.(*redis.ClusterClient)
-	r.CollectDeleted(func(presence.Key) {}) // starts the recording
+	m.be.m = m
+	m.proto = presence.NewMirror(r, &m.be, presence.MirrorOptions{Batch: opt.BatchConsumers})
 	return m
 }
 
