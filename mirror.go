@@ -265,6 +265,18 @@ func (f *flushRun) send() {
 	clear(f.pending)
 	f.order, f.count = f.order[:0], 0
 	f.wait()
+	// A part that failed in the round just settled takes no more: its
+	// share of this round is marked again without being sent.
+	batches = slices.DeleteFunc(batches, func(b Batch) bool {
+		if err := f.res.Failed[b.Part]; err != nil {
+			f.settle(&b, BatchResult{Err: err})
+			return true
+		}
+		return false
+	})
+	if len(batches) == 0 {
+		return
+	}
 	done := make(chan []BatchResult, 1)
 	go func() { done <- f.m.b.Write(f.ctx, batches) }()
 	f.inFlight = func() {
