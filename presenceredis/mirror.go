@@ -33,6 +33,11 @@
 // (a failover that lost the last writes) makes the mirror resend every
 // consumer of that bucket, at once, without waiting for Options.ResyncEvery.
 //
+// Protocol. Collection, batching, re-marking of failed batches and resends
+// after a loss are [presence.Mirror]'s; this package supplies the buckets,
+// scripts and cluster handling as a [presence.Backend], and the timing
+// (see [Mirror.Run]).
+//
 // Failover. A flush or read that reaches some masters and not others writes
 // or returns what it can, with an error wrapping [ErrPartial] that names the
 // missing slots; see [Mirror.Run] for retries and backoff.
