@@ -321,10 +321,15 @@ func TestMirrorRestore(t *testing.T) {
 	fill(t, r, 2, 4)
 	require.NoError(t, presence.NewMirror(r, b, presence.MirrorOptions{}).Flush(context.Background()).Err())
 	r2 := presence.New()
-	n, err := presence.NewMirror(r2, b, presence.MirrorOptions{}).Restore(context.Background())
+	n, err := presence.NewMirror(r2, b, presence.MirrorOptions{}).Restore(context.Background(), t0)
 	require.NoError(t, err)
 	assert.Equal(t, 8, n)
 	assert.Equal(t, live(r, -1), live(r2, -1))
+
+	// Rows an hour ahead of the restoring clock are refused.
+	n, err = presence.NewMirror(presence.New(), b, presence.MirrorOptions{}).Restore(context.Background(), t0.Add(-time.Hour))
+	require.ErrorIs(t, err, presence.ErrFutureTime)
+	assert.Zero(t, n)
 }
 
 // Heartbeats and deregistrations racing flushes, while parts go down and
