@@ -12,10 +12,9 @@ import (
 // The mirror protocol: what every backend that copies a registry elsewhere
 // (presenceredis, or a NATS KV or Postgres one) shares. A backend implements
 // [Backend]; [Mirror] collects the changes and deletes, batches them by part,
-// re-marks what a failed part did not take, and resends a part that lost its
-// data. Timing (intervals, backoff, periodic resync) stays with the caller,
-// which calls [Mirror.Flush] when it wants and [Registry.MarkAllChanged] to
-// resync.
+// re-marks what a failed part did not take, resends a part that lost its
+// data, and ([Mirror.Run]) times the flushes: the interval, the backoff
+// after failures and the periodic resync.
 
 // ErrBadBackend is wrapped by the error of a part whose [Backend.Write]
 // returned fewer results than it was given batches.
@@ -44,10 +43,23 @@ type BatchResult struct {
 	Lost bool
 }
 
+// PartCheck is a backend's finding on one part at the start of a flush
+// (see [Backend.Check]).
+type PartCheck struct {
+	Part int
+	// Lost reports that the part lost data since the backend last wrote
+	// it: every consumer of the part is resent in this flush.
+	Lost bool
+	// Err, if not nil, means the part could not be checked: it takes
+	// nothing in this flush, and what it would have taken stays marked.
+	Err error
+}
+
 // Backend is a store that a [Mirror] copies a registry into. The store is
 // split into parts (buckets, shards, slots, or a single part 0), each of
 // which can fail or lose its data on its own; all consumers of one group
-// live in one part.
+// live in one part. A backend supplies the storage calls only: what to
+// send, when, and what to do about a failure or a loss is the Mirror's.
 //
 // A Mirror calls Check and Write from one flush at a time, but Write may
 // run on another goroutine while the next batch is collected, so PartOf
@@ -55,16 +67,28 @@ type BatchResult struct {
 type Backend interface {
 	// PartOf returns the part that holds the consumers of group.
 	PartOf(group GroupKey) int
-	// Check, called at the start of each flush, returns the parts that
-	// lost data since this backend last wrote them, and the parts it
-	// could not check, with their errors.
-	Check(ctx context.Context) (lost []int, failed map[int]error)
+	// Check, called at the start of each flush, returns its finding on
+	// each part it checked: those that lost data since this backend last
+	// wrote them, and those it could not check. A backend that cannot
+	// tell a loss returns nil, and relies on the periodic resync of
+	// [RunOptions.ResyncEvery].
+	Check(ctx context.Context) []PartCheck
 	// Write stores batches, each of a different part, and returns one
 	// result per batch, in order.
 	Write(ctx context.Context, batches []Batch) []BatchResult
 	// Each calls fn with every consumer stored, and returns an error for
 	// what it could not read; see [Mirror.Restore].
 	Each(ctx context.Context, fn func(Consumer)) error
+}
+
+// Replier is an optional interface of a [Backend] that can tell, of an
+// error its Check or Write returned, whether the store replied with it: it
+// is up but refused, as a Redis Cluster answers CLUSTERDOWN while a replica
+// takes over, rather than out of reach. [Mirror.Run] retries soon after a
+// failed flush that the store replied to, and backs off only when it did
+// not reply at all (see [FlushResult.Answered]).
+type Replier interface {
+	Replied(err error) bool
 }
 
 // MirrorOptions configure a [Mirror]. The zero value is usable.
@@ -103,6 +127,11 @@ type FlushResult struct {
 	Lost    int           // parts found to have lost data: their consumers are resent
 	Failed  map[int]error // parts that failed, with their first error; nil if none
 	Took    time.Duration // wall time
+	// Reached reports that some part was checked or took a batch.
+	Reached bool
+	// Answered reports that the store answered: Reached, or some error
+	// was one the store replied with (see [Replier]).
+	Answered bool
 }
 
 // Err returns nil if no part failed, else an error naming how many did and
@@ -131,9 +160,17 @@ func (m *Mirror) Flush(ctx context.Context) FlushResult {
 	defer m.mu.Unlock()
 	start := time.Now()
 	f := &flushRun{m: m, ctx: ctx, pending: map[int]*Batch{}}
-	lost, failed := m.b.Check(ctx)
-	for p, err := range failed {
-		f.fail(p, err)
+	var lost []int
+	for _, c := range m.b.Check(ctx) {
+		switch {
+		case c.Err != nil:
+			f.fail(c.Part, c.Err)
+		case c.Lost:
+			lost = append(lost, c.Part)
+			f.res.Reached = true
+		default:
+			f.res.Reached = true
+		}
 	}
 	f.res.Lost += len(lost)
 	m.resend(lost)
@@ -142,6 +179,7 @@ func (m *Mirror) Flush(ctx context.Context) FlushResult {
 	f.send()
 	f.wait()
 	m.resend(f.lost) // found while writing: resent at the next flush
+	f.res.Answered = f.res.Answered || f.res.Reached
 	f.res.Took = time.Since(start)
 	return f.res
 }
@@ -161,6 +199,105 @@ func (m *Mirror) Restore(ctx context.Context, now time.Time) (int, error) {
 		n++
 	})
 	return n, errors.Join(err, mergeErr)
+}
+
+// RunOptions configure [Mirror.Run]. The zero value is usable.
+type RunOptions struct {
+	// Interval is the time between flushes; default 1s.
+	Interval time.Duration
+	// MaxBackoff caps the wait after flushes that failed with no answer
+	// from the store (see [FlushResult.Answered]); default 5s, so that a
+	// mirror is back within 5s of its store.
+	MaxBackoff time.Duration
+	// Retry is the wait after a flush that failed although the store
+	// answered: a part is down while the others work, or the store is
+	// failing over. Default min(Interval, 250ms): the working parts keep
+	// being written, and the end of a failover is seen soon.
+	Retry time.Duration
+	// ResyncEvery makes Run mark every consumer changed on this period
+	// ([Registry.MarkAllChanged]), so that writes the store acknowledged
+	// and then lost unnoticed are repaired; default 5m, negative disables.
+	ResyncEvery time.Duration
+	// FinalTimeout bounds the flush that Run makes once its context is
+	// done; default 5s.
+	FinalTimeout time.Duration
+	// OnFlush, if set, is called after each flush of Run with its result
+	// and the wait before the next flush; after the final flush, with a
+	// wait of 0. It runs on Run's goroutine: a slow OnFlush delays the
+	// next flush.
+	OnFlush func(r FlushResult, next time.Duration)
+}
+
+// withDefaults returns o with its zero fields set to their defaults.
+func (o RunOptions) withDefaults() RunOptions {
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	if o.Retry <= 0 {
+		o.Retry = min(o.Interval, 250*time.Millisecond)
+	}
+	if o.ResyncEvery == 0 {
+		o.ResyncEvery = 5 * time.Minute
+	}
+	if o.FinalTimeout <= 0 {
+		o.FinalTimeout = 5 * time.Second
+	}
+	return o
+}
+
+// next returns the wait after a flush that gave r, when the wait before it
+// was prev: the interval after success, Retry after a failure that the
+// store answered, and otherwise exponential backoff from the interval up
+// to MaxBackoff. o has its defaults.
+func (o RunOptions) next(prev time.Duration, r FlushResult) time.Duration {
+	switch {
+	case len(r.Failed) == 0:
+		return o.Interval
+	case r.Answered:
+		return o.Retry
+	}
+	return min(max(2*prev, o.Interval), o.MaxBackoff)
+}
+
+// Run flushes (see [Mirror.Flush]) every opt.Interval until ctx is done,
+// then flushes once more, within opt.FinalTimeout, and returns ctx's error
+// joined with that last flush's ([FlushResult.Err]). After a failed flush
+// the next one comes sooner or later as [RunOptions] says, and every
+// opt.ResyncEvery it marks every consumer changed first. Only one Run
+// should be active on a Mirror at a time.
+func (m *Mirror) Run(ctx context.Context, opt RunOptions) error {
+	opt = opt.withDefaults()
+	report := func(r FlushResult, next time.Duration) {
+		if opt.OnFlush != nil {
+			opt.OnFlush(r, next)
+		}
+	}
+	wait := opt.Interval
+	lastResync := time.Now()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opt.FinalTimeout)
+			r := m.Flush(fctx)
+			cancel()
+			report(r, 0)
+			return errors.Join(ctx.Err(), r.Err())
+		case <-t.C:
+		}
+		if opt.ResyncEvery > 0 && time.Since(lastResync) >= opt.ResyncEvery {
+			m.reg.MarkAllChanged()
+			lastResync = time.Now()
+		}
+		r := m.Flush(ctx)
+		wait = opt.next(wait, r)
+		report(r, wait)
+		t.Reset(wait)
+	}
 }
 
 // resend marks changed every consumer whose group lives in one of parts.
@@ -300,8 +437,12 @@ func (f *flushRun) wait() {
 	}
 }
 
-// fail records that part p failed, keeping its first error.
+// fail records that part p failed, keeping its first error, and whether
+// the store replied with err.
 func (f *flushRun) fail(p int, err error) {
+	if rp, ok := f.m.b.(Replier); ok && !f.res.Answered && rp.Replied(err) {
+		f.res.Answered = true
+	}
 	if f.res.Failed == nil {
 		f.res.Failed = map[int]error{}
 	}
@@ -330,4 +471,5 @@ func (f *flushRun) settle(b *Batch, r BatchResult) {
 	f.res.Written += r.Written
 	f.res.Deleted += len(b.Deletes)
 	f.res.Batches++
+	f.res.Reached = true
 }

@@ -45,22 +45,20 @@ func partOf(group string) int {
 
 func (b *memBackend) PartOf(g presence.GroupKey) int { return partOf(g.Group) }
 
-func (b *memBackend) Check(context.Context) (lost []int, failed map[int]error) {
+func (b *memBackend) Check(context.Context) []presence.PartCheck {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	var out []presence.PartCheck
 	for p, err := range b.down {
-		if failed == nil {
-			failed = map[int]error{}
-		}
-		failed[p] = err
+		out = append(out, presence.PartCheck{Part: p, Err: err})
 	}
 	for p := range b.wiped {
 		if b.down[p] == nil {
-			lost = append(lost, p)
+			out = append(out, presence.PartCheck{Part: p, Lost: true})
 			delete(b.wiped, p)
 		}
 	}
-	return lost, failed
+	return out
 }
 
 func (b *memBackend) Write(_ context.Context, batches []presence.Batch) []presence.BatchResult {

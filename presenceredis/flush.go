@@ -38,23 +38,22 @@ type FlushStats struct {
 // The protocol itself is [presence.Mirror.Flush]; this package supplies
 // the buckets (see backend).
 func (m *Mirror) Flush(ctx context.Context) (FlushStats, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	start := time.Now()
-	be := &m.be
-	be.fresh, be.reached, be.answered = newToken(), false, false
-	r := m.proto.Flush(ctx)
+	return m.report(m.proto.Flush(ctx))
+}
+
+// report turns the protocol's result of a flush into this package's stats
+// and error. After a failure on a cluster it has the client learn the
+// slot map now, since a master may have failed over, rather than at
+// go-redis's next periodic refresh.
+func (m *Mirror) report(r presence.FlushResult) (FlushStats, error) {
 	if len(r.Failed) > 0 && m.cluster != nil {
-		// A master may have failed over: learn the new slot map now
-		// rather than at go-redis's next periodic refresh.
-		m.cluster.ReloadState(ctx)
+		m.cluster.ReloadState(context.Background())
 	}
 	st := FlushStats{
 		Consumers: r.Written, Calls: r.Batches, Pipelines: r.Rounds, Deleted: r.Deleted,
-		Lost: r.Lost, Failed: len(r.Failed), Took: time.Since(start),
+		Lost: r.Lost, Failed: len(r.Failed), Took: r.Took,
 	}
-	m.answered.Store(be.answered)
-	return st, unavailable("flush", r.Failed, be.reached)
+	return st, unavailable("flush", r.Failed, r.Reached)
 }
 
 func newToken() string {
@@ -64,14 +63,12 @@ func newToken() string {
 }
 
 // backend is the Redis side of the mirror protocol ([presence.Backend]):
-// a part is a bucket. Its per-flush fields are reset by Flush, and written
-// by Check and Write, which the protocol runs one at a time.
+// a part is a bucket. The protocol runs its Check and Write one flush at a
+// time, which guards known and fresh.
 type backend struct {
-	m        *Mirror
-	known    [Buckets]bucketState // guarded by m.mu
-	fresh    string               // the epoch of a bucket this flush creates
-	reached  bool                 // some command of this flush succeeded
-	answered bool                 // some command succeeded or got a Redis error
+	m     *Mirror
+	known [Buckets]bucketState // what this mirror last saw of each bucket
+	fresh string               // the epoch of a bucket this flush creates
 }
 
 // PartOf returns the bucket of group.
@@ -82,18 +79,19 @@ func (be *backend) Each(ctx context.Context, fn func(presence.Consumer)) error {
 	return be.m.each(ctx, fn)
 }
 
-// noteErr records whether err came from a server that answered.
-func (be *backend) noteErr(err error) {
+// Replied reports whether err is a reply from a Redis server (such as
+// CLUSTERDOWN), rather than a failure to reach one.
+func (be *backend) Replied(err error) bool {
 	var re redis.Error
-	if errors.As(err, &re) {
-		be.answered = true
-	}
+	return errors.As(err, &re)
 }
 
-// Check reads the loss marker of every bucket this mirror wrote before, in
-// one pipeline, and returns the buckets that came back empty or went back
-// in time, and those it could not read.
-func (be *backend) Check(ctx context.Context) (lost []int, failed map[int]error) {
+// Check starts a flush: it draws the epoch of the buckets this flush
+// creates, and reads the loss marker of every bucket this mirror wrote
+// before, in one pipeline. It reports the buckets that came back empty or
+// went back in time, and those it could not read.
+func (be *backend) Check(ctx context.Context) []presence.PartCheck {
+	be.fresh = newToken()
 	m := be.m
 	var bs []int
 	for b := range be.known {
@@ -102,7 +100,7 @@ func (be *backend) Check(ctx context.Context) (lost []int, failed map[int]error)
 		}
 	}
 	if len(bs) == 0 {
-		return nil, nil
+		return nil
 	}
 	p := m.rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(bs))
@@ -110,31 +108,28 @@ func (be *backend) Check(ctx context.Context) (lost []int, failed map[int]error)
 		cmds[i] = p.HMGet(ctx, m.bucketKey(b), "epoch", "seq")
 	}
 	m.exec(ctx, p)
+	out := make([]presence.PartCheck, len(bs))
 	for i, b := range bs {
+		out[i].Part = b
 		v, err := cmds[i].Result()
 		if err == nil && len(v) != 2 {
 			err = errBadReply
 		}
 		if err != nil {
-			be.noteErr(err)
-			if failed == nil {
-				failed = map[int]error{}
-			}
-			failed[b] = err
+			out[i].Err = err
 			continue
 		}
-		be.reached, be.answered = true, true
 		ep, _ := v[0].(string)
 		s, _ := v[1].(string)
 		seq, _ := strconv.ParseInt(s, 10, 64)
 		if kb := &be.known[b]; ep != kb.epoch || seq < kb.seq {
 			*kb = bucketState{}
-			lost = append(lost, b)
+			out[i].Lost = true
 		} else {
 			kb.seq = seq
 		}
 	}
-	return lost, failed
+	return out
 }
 
 // Write runs one merge script call per batch, in one pipeline, which a
@@ -180,10 +175,8 @@ func (be *backend) settle(b int, cmd *redis.Cmd) presence.BatchResult {
 		err = errBadReply
 	}
 	if err != nil {
-		be.noteErr(err)
 		return presence.BatchResult{Err: err}
 	}
-	be.reached, be.answered = true, true
 	ep, _ := res[0].(string)
 	seq, _ := res[1].(int64)
 	lost, _ := res[2].(int64)
