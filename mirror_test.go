@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ type memBackend struct {
 	mu       sync.Mutex
 	rows     map[presence.Key]presence.Consumer
 	down     map[int]error // parts that fail every Check and Write
+	badWrite map[int]error // parts that pass Check and fail Write
 	wiped    map[int]bool  // parts that lost their data, until checked
 	lostOnce map[int]bool  // parts whose next write reports a loss
 	short    bool          // Write returns one result too few
@@ -33,7 +35,7 @@ var errDown = errors.New("part down")
 func newMemBackend() *memBackend {
 	return &memBackend{
 		rows: map[presence.Key]presence.Consumer{}, down: map[int]error{},
-		wiped: map[int]bool{}, lostOnce: map[int]bool{}, writes: map[int]int{}, attempts: map[int]int{},
+		badWrite: map[int]error{}, wiped: map[int]bool{}, lostOnce: map[int]bool{}, writes: map[int]int{}, attempts: map[int]int{},
 	}
 }
 
@@ -67,7 +69,7 @@ func (b *memBackend) Write(_ context.Context, batches []presence.Batch) []presen
 	out := make([]presence.BatchResult, len(batches))
 	for i, bt := range batches {
 		b.attempts[bt.Part]++
-		if err := b.down[bt.Part]; err != nil {
+		if err := cmp.Or(b.down[bt.Part], b.badWrite[bt.Part]); err != nil {
 			out[i].Err = err
 			continue
 		}
