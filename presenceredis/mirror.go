@@ -55,7 +55,9 @@ import (
 	"github.com/seed351623e9/presence"
 )
 
-// Options configure a Mirror. The zero value is usable.
+// Options configure a Mirror. The zero value is usable. The defaults of
+// the timing and batch fields are those of presence.RunOptions and
+// presence.MirrorOptions.
 type Options struct {
 	// Prefix starts every key; default "presence".
 	Prefix string
@@ -116,18 +118,6 @@ func New(r *presence.Registry, rdb redis.UniversalClient, opt Options) *Mirror {
 	if opt.Prefix == "" {
 		opt.Prefix = "presence"
 	}
-	if opt.FlushInterval <= 0 {
-		opt.FlushInterval = time.Second
-	}
-	if opt.MaxBackoff <= 0 {
-		opt.MaxBackoff = 5 * time.Second
-	}
-	if opt.ResyncEvery == 0 {
-		opt.ResyncEvery = 5 * time.Minute
-	}
-	if opt.BatchConsumers <= 0 {
-		opt.BatchConsumers = 10000
-	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -172,9 +162,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 	return errors.Join(ctx.Err(), last)
 }
 
-// runOptions returns the timing of Run, from Options; the wait after a
-// failure that some server answered is the protocol's default,
-// min(FlushInterval, 250ms).
+// runOptions returns the timing of Run, from Options. The defaults are the
+// protocol's (presence.RunOptions), and so is the wait after a failure that
+// some server answered, min(FlushInterval, 250ms).
 func (m *Mirror) runOptions() presence.RunOptions {
 	return presence.RunOptions{Interval: m.opt.FlushInterval, MaxBackoff: m.opt.MaxBackoff, ResyncEvery: m.opt.ResyncEvery}
 }

@@ -460,16 +460,13 @@ func TestScriptFlushedIsReloaded(t *testing.T) {
 	rowsEqual(t, r.Snapshot(t0, ttl), got)
 }
 
-// Run's timing comes from Options, and is the protocol's
-// (presence.Mirror.Run, whose tests cover the waits): a Redis reply such as
+// Run's timing comes from Options, and is the protocol's, defaults
+// included (presence.Mirror.Run, whose tests cover the waits): a Redis reply such as
 // CLUSTERDOWN counts as an answer, after which Run retries soon; a failure
 // to reach a server does not, and Run backs off.
 func TestRunOptions(t *testing.T) {
 	m := New(presence.New(), redis.NewClient(&redis.Options{}), Options{})
-	o := m.runOptions()
-	assert.Equal(t, 5*time.Second, o.MaxBackoff, "the default cap")
-	assert.Equal(t, time.Second, o.Interval)
-	assert.Equal(t, 5*time.Minute, o.ResyncEvery)
+	assert.Equal(t, presence.RunOptions{}, m.runOptions(), "the protocol's defaults")
 	fast := New(presence.New(), redis.NewClient(&redis.Options{}), Options{FlushInterval: 100 * time.Millisecond, MaxBackoff: time.Second, ResyncEvery: -1})
 	assert.Equal(t, presence.RunOptions{Interval: 100 * time.Millisecond, MaxBackoff: time.Second, ResyncEvery: -1}, fast.runOptions())
 
