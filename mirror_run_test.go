@@ -182,110 +182,123 @@ func TestMirrorRunResync(t *testing.T) {
 	}
 }
 
+// flapper drives a memBackend's failures from Run's reports (OnFlush),
+// which come between flushes, so each report sets the store up for the
+// next flush. Its phases: 0 while writers run, parts fail, refuse and lose
+// data; 1, every part fails, in each way in turn (a loss would resend what
+// a bug dropped, and a healthy part would write it before it met a
+// failure); 2, the store is whole.
+type flapper struct {
+	b       *memBackend
+	runs    atomic.Int64
+	phase   atomic.Int32
+	settled chan struct{} // a report was made in phase 2
+}
+
+func (f *flapper) onFlush(presence.FlushResult, time.Duration) {
+	i := f.runs.Add(1)
+	b, phase := f.b, f.phase.Load()
+	b.set(func() {
+		clear(b.down)
+		clear(b.badWrite)
+		switch phase {
+		case 0:
+			b.fail(int(i/4)%3, i%4)
+			b.lostOnce[int(i)%3] = i%7 == 0
+		case 1:
+			for p := range 3 {
+				b.fail(p, 1+(i+int64(p))%3)
+			}
+		case 2:
+			clear(b.lostOnce)
+		}
+	})
+	switch {
+	case phase == 0 && i%5 == 0:
+		b.wipe(int(i) % 3)
+	case phase == 2:
+		select {
+		case f.settled <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitFlushes returns once Run has reported n more flushes.
+func (f *flapper) waitFlushes(n int64) {
+	for after := f.runs.Load() + n; f.runs.Load() < after; {
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// fail makes part p fail the next flush: 1 down (Check and Write fail),
+// 2 refusing (the same, with a reply), 3 failing its writes only; 0 not.
+// The caller holds b.mu.
+func (b *memBackend) fail(p int, mode int64) {
+	switch mode {
+	case 1:
+		b.down[p] = errDown
+	case 2:
+		b.down[p] = errRefused
+	case 3:
+		b.badWrite[p] = errDown
+	}
+}
+
+// churnKey is the i-th of the 69 keys, over three parts, that
+// TestMirrorRunConcurrent's writers churn.
+func churnKey(i int) presence.Key { return key("q", fmt.Sprintf("%d-x", i%3), fmt.Sprint(i%23)) }
+
 // Writers register, beat and deregister while Run flushes into a store
-// whose parts fail, refuse and lose their data. Once the writers stop and
-// the store is whole, Run's final flush leaves the store equal to the
-// registry: no write and no delete is lost.
+// whose parts fail, refuse and lose their data. Once the writers stop, and
+// their last changes went through failing flushes, and the store is whole,
+// Run's final flush leaves the store equal to the registry: no write and
+// no delete is lost.
 func TestMirrorRunConcurrent(t *testing.T) {
 	ops, flushesDuring := 20000, int64(300)
 	if testing.Short() {
 		ops, flushesDuring = 3000, 50
 	}
 	r := presence.New()
-	b := newMemBackend()
-	m := presence.NewMirror(r, b, presence.MirrorOptions{Batch: 5})
+	f := &flapper{b: newMemBackend(), settled: make(chan struct{})}
+	m := presence.NewMirror(r, f.b, presence.MirrorOptions{Batch: 5})
 	ctx, cancel := context.WithCancel(context.Background())
-	var runs atomic.Int64
-	// The store's phases: 0 while the writers run, parts fail, refuse and
-	// lose data; 1 once they stop, every part fails, in each way in turn
-	// (a loss would resend what a bug dropped, a flush with a healthy part
-	// would write it before it met a failure); 2, the store is whole.
-	var phase atomic.Int32
-	settled := make(chan struct{})
-	flap := func(presence.FlushResult, time.Duration) {
-		i := runs.Add(1)
-		if phase.Load() == 2 {
-			b.set(func() { clear(b.down); clear(b.badWrite); clear(b.lostOnce) })
-			select {
-			case settled <- struct{}{}:
-			default:
-			}
-			return
-		}
-		fail := func(p int, mode int64) {
-			switch mode {
-			case 1:
-				b.down[p] = errDown
-			case 2:
-				b.down[p] = errRefused
-			case 3:
-				b.badWrite[p] = errDown
-			}
-		}
-		b.set(func() {
-			clear(b.down)
-			clear(b.badWrite)
-			if phase.Load() == 1 { // every part fails, each mode in turn
-				for p := range 3 {
-					fail(p, 1+(i+int64(p))%3)
-				}
-				return
-			}
-			fail(int(i/4)%3, i%4)
-			b.lostOnce[int(i)%3] = i%7 == 0
-		})
-		if i%5 == 0 && phase.Load() == 0 {
-			b.wipe(int(i) % 3)
-		}
-	}
 	ran := make(chan error, 1)
 	go func() {
-		ran <- m.Run(ctx, presence.RunOptions{Interval: 50 * time.Microsecond, MaxBackoff: time.Millisecond, OnFlush: flap})
+		ran <- m.Run(ctx, presence.RunOptions{Interval: 50 * time.Microsecond, MaxBackoff: time.Millisecond, OnFlush: f.onFlush})
 	}()
 	var wg sync.WaitGroup
 	for w := range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < ops || phase.Load() == 0; i++ {
-				k := key("q", fmt.Sprintf("%d-x", i%3), fmt.Sprint(i%23))
+			for i := 0; i < ops || f.phase.Load() == 0; i++ {
 				if (i+w)%4 == 0 {
-					r.Deregister(k)
-					continue
+					r.Deregister(churnKey(i))
+				} else {
+					_ = r.Heartbeat(churnKey(i), 1, t0.Add(time.Duration(i)*time.Millisecond))
 				}
-				_ = r.Heartbeat(k, 1, t0.Add(time.Duration(i)*time.Millisecond))
 			}
 		}()
 	}
-	waitFlushes := func(n int64) {
-		for after := runs.Load() + n; runs.Load() < after; {
-			time.Sleep(100 * time.Microsecond)
-		}
-	}
-	for runs.Load() < flushesDuring {
+	for f.runs.Load() < flushesDuring {
 		time.Sleep(time.Millisecond)
 	}
-	// The writers stop. What they left pending, and a last change to every
-	// key, goes through flushes that fail (every part, in every way)
-	// before the store is whole.
-	phase.Store(1)
+	f.phase.Store(1)
 	wg.Wait()
-	waitFlushes(2) // the flushes from now on fail
-	for i := range 3 * 23 {
-		k := key("q", fmt.Sprintf("%d-x", i%3), fmt.Sprint(i%23))
+	f.waitFlushes(2)        // the flushes from now on fail
+	for i := range 3 * 23 { // a last change to every key
 		if i%2 == 0 {
-			r.Deregister(k)
+			r.Deregister(churnKey(i))
 		} else {
-			beat(t, r, k, 2, t0.Add(time.Hour))
+			beat(t, r, churnKey(i), 2, t0.Add(time.Hour))
 		}
 	}
-	waitFlushes(9)
-	// From the next report on, the store is whole: the flush after it, the
-	// final one, must leave the store equal to the registry.
-	phase.Store(2)
-	<-settled
+	f.waitFlushes(9)
+	f.phase.Store(2)
+	<-f.settled // the next flush, the final one, meets a whole store
 	cancel()
 	require.ErrorIs(t, <-ran, context.Canceled)
-	assert.Equal(t, live(r, -1), b.stored(-1))
-	t.Logf("%d flushes", runs.Load())
+	assert.Equal(t, live(r, -1), f.b.stored(-1))
+	t.Logf("%d flushes", f.runs.Load())
 }
