@@ -61,9 +61,12 @@ type PartCheck struct {
 // live in one part. A backend supplies the storage calls only: what to
 // send, when, and what to do about a failure or a loss is the Mirror's.
 //
-// A Mirror calls Check and Write from one flush at a time, but Write may
-// run on another goroutine while the next batch is collected, so PartOf
-// must be safe to call concurrently with Write.
+// A Mirror calls Check and Write from one flush at a time, so state they
+// share needs no lock of its own; but Write may run on another goroutine
+// while the next batch is collected, so PartOf must be safe to call
+// concurrently with Write. A backend that can tell a reply of its store
+// from a failure to reach it also implements [Replier]. ExampleMirror
+// shows a whole backend.
 type Backend interface {
 	// PartOf returns the part that holds the consumers of group.
 	PartOf(group GroupKey) int
