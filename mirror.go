@@ -77,7 +77,8 @@ type Backend interface {
 	// [RunOptions.ResyncEvery].
 	Check(ctx context.Context) []PartCheck
 	// Write stores batches, each of a different part, and returns one
-	// result per batch, in order.
+	// result per batch, in order. It must not keep the batches' slices
+	// once it returns: the Mirror reuses them for the next rounds.
 	Write(ctx context.Context, batches []Batch) []BatchResult
 	// Each calls fn with every consumer stored, and returns an error for
 	// what it could not read; see [Mirror.Restore].
@@ -329,6 +330,7 @@ type flushRun struct {
 	pending map[int]*Batch // the round being collected, by part
 	order   []int          // its parts, in the order first seen
 	count   int            // consumers and deletes in it
+	free    [][]Consumer   // Writes of settled batches, for reuse
 
 	inFlight func() // waits for the round in flight and settles it
 	last     struct {
@@ -352,6 +354,9 @@ func (f *flushRun) batchFor(k Key) *Batch {
 	b := f.pending[p]
 	if b == nil {
 		b = &Batch{Part: p}
+		if n := len(f.free); n > 0 {
+			b.Writes, f.free = f.free[n-1], f.free[:n-1]
+		}
 		f.pending[p] = b
 		f.order = append(f.order, p)
 	}
@@ -455,7 +460,7 @@ func (f *flushRun) fail(p int, err error) {
 }
 
 // settle records the outcome of one batch: a failed one is marked and
-// recorded again, whole.
+// recorded again, whole. Its Writes slice is then free for reuse.
 func (f *flushRun) settle(b *Batch, r BatchResult) {
 	if r.Err != nil {
 		f.fail(b.Part, r.Err)
@@ -465,14 +470,17 @@ func (f *flushRun) settle(b *Batch, r BatchResult) {
 		for _, k := range b.Deletes {
 			f.m.reg.MarkDeleted(k)
 		}
-		return
+	} else {
+		if r.Lost {
+			f.lost = append(f.lost, b.Part)
+			f.res.Lost++
+		}
+		f.res.Written += r.Written
+		f.res.Deleted += len(b.Deletes)
+		f.res.Batches++
+		f.res.Reached = true
 	}
-	if r.Lost {
-		f.lost = append(f.lost, b.Part)
-		f.res.Lost++
+	if b.Writes != nil {
+		f.free = append(f.free, b.Writes[:0])
 	}
-	f.res.Written += r.Written
-	f.res.Deleted += len(b.Deletes)
-	f.res.Batches++
-	f.res.Reached = true
 }

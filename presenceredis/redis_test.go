@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -287,6 +288,9 @@ func TestParseFieldAndTimes(t *testing.T) {
 	// The layout is shared by every broker: a group's bucket never changes.
 	assert.Equal(t, int(xxhash.Sum64String("6:orders"+"workers")%Buckets), bucketOf("orders", "workers"))
 	assert.Equal(t, 76, bucketOf("orders", "workers"))
+	// The protocol asks for the bucket of every group it flushes.
+	long := strings.Repeat("q", 40)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = bucketOf(long, long) }), "bucketOf allocates")
 	for _, f := range []string{"epoch", "seq", "9:0:ab", "1:9:ab", "x:1:a", "1:-1:ab", "-1:1:ab", "1:1"} {
 		_, ok := parseField(f)
 		assert.False(t, ok, "%q", f)
