@@ -25,7 +25,7 @@ var ErrBadBackend = errors.New("presence: mirror: backend returned too few resul
 // should apply Deletes before Writes, so that a consumer that left and came
 // back ends up written.
 type Batch struct {
-	Part    int
+	Part    int // the part that takes the batch, from [Backend.PartOf]
 	Deletes []Key
 	Writes  []Consumer // rows as [Registry.CollectChanged] passes them
 }
@@ -46,7 +46,7 @@ type BatchResult struct {
 // PartCheck is a backend's finding on one part at the start of a flush
 // (see [Backend.Check]).
 type PartCheck struct {
-	Part int
+	Part int // the part checked
 	// Lost reports that the part lost data since the backend last wrote
 	// it: every consumer of the part is resent in this flush.
 	Lost bool
