@@ -34,28 +34,26 @@ type FlushStats struct {
 // marked, so that a later flush sends them: nothing is lost while Redis, or
 // part of it, is away. The error then wraps [ErrPartial] if some buckets
 // were reached, and names the buckets and slots that were not.
+//
+// The protocol itself is [presence.Mirror.Flush]; this package supplies
+// the buckets (see backend).
 func (m *Mirror) Flush(ctx context.Context) (FlushStats, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	start := time.Now()
-	f := &flush{m: m, ctx: ctx, failed: map[int]error{}, fresh: newToken()}
-	f.checkBuckets()
-	f.addDeletes()
-	m.reg.CollectChanged(f.add)
-	f.send()
-	f.wait()
-	if len(f.lost) > 0 { // found by the scripts: resend at the next flush
-		m.resend(f.lost)
+	return m.report(m.proto.Flush(ctx))
+}
+
+// report turns the protocol's result of a flush into this package's stats
+// and error. After a failure on a cluster it has the client learn the
+// slot map now, since a master may have failed over, rather than at
+// go-redis's next periodic refresh.
+func (m *Mirror) report(r presence.FlushResult) (FlushStats, error) {
+	if len(r.Failed) > 0 && m.cluster != nil {
+		m.cluster.ReloadState(context.Background())
 	}
-	if len(f.failed) > 0 && m.cluster != nil {
-		// A master may have failed over: learn the new slot map now
-		// rather than at go-redis's next periodic refresh.
-		m.cluster.ReloadState(ctx)
+	st := FlushStats{
+		Consumers: r.Written, Calls: r.Batches, Pipelines: r.Rounds, Deleted: r.Deleted,
+		Lost: r.Lost, Failed: len(r.Failed), Took: r.Took,
 	}
-	f.st.Took = time.Since(start)
-	f.st.Failed = len(f.failed)
-	m.answered.Store(f.answered)
-	return f.st, unavailable("flush", f.failed, f.reached)
+	return st, unavailable("flush", r.Failed, r.Reached)
 }
 
 func newToken() string {
@@ -64,229 +62,132 @@ func newToken() string {
 	return hex.EncodeToString(b[:])
 }
 
-// flush is the state of one Flush.
-type flush struct {
-	m        *Mirror
-	ctx      context.Context
-	st       FlushStats
-	fresh    string        // the epoch of a bucket this flush creates
-	failed   map[int]error // unreachable buckets, with their first error
-	reached  bool          // some command succeeded
-	answered bool          // some command succeeded or got a Redis error
-	lost     []int         // buckets whose scripts reported a loss
-
-	calls [Buckets]*call // the pending batch, by bucket
-	order []*call        // its calls in order
-	count int            // consumers and deletes in the batch
-
-	inFlight func()   // waits for the batch in flight and settles it
-	last     struct { // the group of the last consumer added
-		gk     presence.GroupKey
-		prefix string
-		bucket int
-	}
+// backend is the Redis side of the mirror protocol ([presence.Backend]):
+// a part is a bucket. The protocol runs its Check and Write one flush at a
+// time, which guards known and fresh.
+type backend struct {
+	m     *Mirror
+	known [Buckets]bucketState // what this mirror last saw of each bucket
+	fresh string               // the epoch of a bucket this flush creates
 }
 
-// call is one merge script call: the deletes and writes of a batch in one
-// bucket.
-type call struct {
-	bucket int
-	keys   []presence.Key // written: marked again if the call fails
-	dels   []presence.Key // deleted: recorded again if the call fails
-	delf   []any          // the fields of dels
-	writes []any          // field and record of each written consumer
+// PartOf returns the bucket of group.
+func (be *backend) PartOf(g presence.GroupKey) int { return bucketOf(g.Queue, g.Group) }
+
+// Each reads every bucket back; see Mirror.each.
+func (be *backend) Each(ctx context.Context, fn func(presence.Consumer)) error {
+	return be.m.each(ctx, fn)
 }
 
-// callFor returns the call of the pending batch for k and k's field, or
-// nil if k's bucket is unreachable in this flush. Rows come a group at a
-// time (see presence.Registry.CollectChanged), so the field prefix of the
-// last group is reused.
-func (f *flush) callFor(k presence.Key) (*call, string) {
-	if gk := (presence.GroupKey{Queue: k.Queue, Group: k.Group}); f.last.prefix == "" || f.last.gk != gk {
-		f.last.gk = gk
-		f.last.prefix, f.last.bucket = groupPrefix(k.Queue, k.Group)
-	}
-	b := f.last.bucket
-	if f.failed[b] != nil {
-		return nil, ""
-	}
-	c := f.calls[b]
-	if c == nil {
-		c = &call{bucket: b}
-		f.calls[b] = c
-		f.order = append(f.order, c)
-	}
-	return c, f.last.prefix + k.Consumer
-}
-
-// add queues one changed consumer, and sends the batch when it is full.
-func (f *flush) add(c presence.Consumer) {
-	call, field := f.callFor(c.Key)
-	if call == nil { // its master is away: keep it marked for later
-		f.m.reg.MarkChanged(c.Key)
-		return
-	}
-	call.keys = append(call.keys, c.Key)
-	call.writes = append(call.writes, field, encodeRecord(c))
-	f.grew()
-}
-
-// grew counts one more consumer or delete in the batch, and sends the
-// batch when it is full.
-func (f *flush) grew() {
-	if f.count++; f.count >= f.m.opt.BatchConsumers {
-		f.send()
-	}
-}
-
-// send starts the pending batch in one pipeline, which a ClusterClient
-// splits by master and runs on all of them in parallel. One batch is in
-// flight while the next is collected: send first settles the previous one.
-func (f *flush) send() {
-	if len(f.order) == 0 {
-		return
-	}
-	calls := f.order
-	keys := make([][]string, len(calls))
-	args := make([][]any, len(calls))
-	for i, c := range calls {
-		kb := f.m.known[c.bucket]
-		keys[i] = []string{f.m.bucketKey(c.bucket)}
-		a := make([]any, 0, 4+len(c.delf)+len(c.writes))
-		a = append(a, kb.epoch, f.fresh, kb.seq, len(c.delf))
-		a = append(a, c.delf...)
-		args[i] = append(a, c.writes...)
-		f.calls[c.bucket] = nil
-	}
-	f.order, f.count = nil, 0
-	f.wait()
-	done := make(chan []*redis.Cmd, 1)
-	go func() { done <- f.m.evalAll(f.ctx, f.m.merge, keys, args) }()
-	f.inFlight = func() {
-		cmds := <-done
-		for i, c := range calls {
-			f.settle(c, cmds[i])
-		}
-	}
-	f.st.Pipelines++
-}
-
-// wait settles the batch in flight, if any.
-func (f *flush) wait() {
-	if settle := f.inFlight; settle != nil {
-		f.inFlight = nil
-		settle()
-	}
-}
-
-// fail records that bucket b could not be written.
-func (f *flush) fail(b int, err error) {
+// Replied reports whether err is a reply from a Redis server (such as
+// CLUSTERDOWN), rather than a failure to reach one.
+func (be *backend) Replied(err error) bool {
 	var re redis.Error
-	if errors.As(err, &re) {
-		f.answered = true
-	}
-	if f.failed[b] == nil {
-		f.failed[b] = err
-	}
+	return errors.As(err, &re)
 }
 
-// settle records the outcome of one call.
-func (f *flush) settle(c *call, cmd *redis.Cmd) {
-	res, err := cmd.Slice()
-	if err == nil && len(res) != 4 {
-		err = errBadReply
-	}
-	if err != nil {
-		f.fail(c.bucket, err)
-		for _, k := range c.keys {
-			f.m.reg.MarkChanged(k)
-		}
-		f.m.keepDeleted(c.dels)
-		return
-	}
-	f.reached, f.answered = true, true
-	ep, _ := res[0].(string)
-	seq, _ := res[1].(int64)
-	lost, _ := res[2].(int64)
-	n, _ := res[3].(int64)
-	kb := &f.m.known[c.bucket]
-	if lost == 1 || ep != kb.epoch {
-		*kb = bucketState{epoch: ep, seq: seq}
-	} else {
-		kb.seq = max(kb.seq, seq)
-	}
-	if lost == 1 {
-		f.lost = append(f.lost, c.bucket)
-		f.st.Lost++
-	}
-	f.st.Consumers += int(n)
-	f.st.Deleted += len(c.dels)
-	f.st.Calls++
-}
-
-// checkBuckets reads the loss marker of every bucket this mirror wrote
-// before, in one pipeline, and resends the consumers of the buckets that
-// lost data. A bucket it cannot read is skipped for the rest of the flush.
-func (f *flush) checkBuckets() {
-	m := f.m
+// Check starts a flush: it draws the epoch of the buckets this flush
+// creates, and reads the loss marker of every bucket this mirror wrote
+// before, in one pipeline. It reports the buckets that came back empty or
+// went back in time, and those it could not read.
+func (be *backend) Check(ctx context.Context) []presence.PartCheck {
+	be.fresh = newToken()
+	m := be.m
 	var bs []int
-	for b := range m.known {
-		if m.known[b].epoch != "" {
+	for b := range be.known {
+		if be.known[b].epoch != "" {
 			bs = append(bs, b)
 		}
 	}
 	if len(bs) == 0 {
-		return
+		return nil
 	}
 	p := m.rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(bs))
 	for i, b := range bs {
-		cmds[i] = p.HMGet(f.ctx, m.bucketKey(b), "epoch", "seq")
+		cmds[i] = p.HMGet(ctx, m.bucketKey(b), "epoch", "seq")
 	}
-	m.exec(f.ctx, p)
-	var lost []int
+	m.exec(ctx, p)
+	out := make([]presence.PartCheck, len(bs))
 	for i, b := range bs {
+		out[i].Part = b
 		v, err := cmds[i].Result()
 		if err == nil && len(v) != 2 {
 			err = errBadReply
 		}
 		if err != nil {
-			f.fail(b, err)
+			out[i].Err = err
 			continue
 		}
-		f.reached, f.answered = true, true
 		ep, _ := v[0].(string)
 		s, _ := v[1].(string)
 		seq, _ := strconv.ParseInt(s, 10, 64)
-		if kb := &m.known[b]; ep != kb.epoch || seq < kb.seq {
+		if kb := &be.known[b]; ep != kb.epoch || seq < kb.seq {
 			*kb = bucketState{}
-			lost = append(lost, b)
+			out[i].Lost = true
 		} else {
 			kb.seq = seq
 		}
 	}
-	if len(lost) > 0 {
-		f.st.Lost += len(lost)
-		m.resend(lost)
-	}
+	return out
 }
 
-// resend marks changed every consumer of the registry whose group is in
-// one of buckets. It walks the registry's groups, and the consumers of
-// those groups only.
-func (m *Mirror) resend(buckets []int) {
-	var want [Buckets]bool
-	for _, b := range buckets {
-		want[b] = true
-	}
-	for gk := range m.reg.CountByGroup(time.Time{}, 0) {
-		if !want[bucketOf(gk.Queue, gk.Group)] {
-			continue
+// Write runs one merge script call per batch, in one pipeline, which a
+// ClusterClient splits by master and runs on all of them in parallel.
+func (be *backend) Write(ctx context.Context, batches []presence.Batch) []presence.BatchResult {
+	keys := make([][]string, len(batches))
+	args := make([][]any, len(batches))
+	var gk presence.GroupKey
+	prefix := ""
+	field := func(k presence.Key) string {
+		// A batch's rows come a group at a time: reuse the group's prefix.
+		if g := (presence.GroupKey{Queue: k.Queue, Group: k.Group}); prefix == "" || g != gk {
+			gk = g
+			prefix, _ = groupPrefix(k.Queue, k.Group)
 		}
-		for _, c := range m.reg.SnapshotGroup(gk, time.Time{}, 0) {
-			m.reg.MarkChanged(c.Key)
-		}
+		return prefix + k.Consumer
 	}
+	for i, b := range batches {
+		kb := be.known[b.Part]
+		keys[i] = []string{be.m.bucketKey(b.Part)}
+		a := make([]any, 0, 4+len(b.Deletes)+2*len(b.Writes))
+		a = append(a, kb.epoch, be.fresh, kb.seq, len(b.Deletes))
+		for _, k := range b.Deletes {
+			a = append(a, field(k))
+		}
+		for _, c := range b.Writes {
+			a = append(a, field(c.Key), encodeRecord(c))
+		}
+		args[i] = a
+	}
+	out := make([]presence.BatchResult, len(batches))
+	for i, cmd := range be.m.evalAll(ctx, be.m.merge, keys, args) {
+		out[i] = be.settle(batches[i].Part, cmd)
+	}
+	return out
+}
+
+// settle reads the reply of bucket b's script call, and updates what the
+// mirror knows of the bucket's loss marker.
+func (be *backend) settle(b int, cmd *redis.Cmd) presence.BatchResult {
+	res, err := cmd.Slice()
+	if err == nil && len(res) != 4 {
+		err = errBadReply
+	}
+	if err != nil {
+		return presence.BatchResult{Err: err}
+	}
+	ep, _ := res[0].(string)
+	seq, _ := res[1].(int64)
+	lost, _ := res[2].(int64)
+	n, _ := res[3].(int64)
+	kb := &be.known[b]
+	if lost == 1 || ep != kb.epoch {
+		*kb = bucketState{epoch: ep, seq: seq}
+	} else {
+		kb.seq = max(kb.seq, seq)
+	}
+	return presence.BatchResult{Written: int(n), Lost: lost == 1}
 }
 
 // evalAll runs script once per keys[i], args[i], in one pipeline, and

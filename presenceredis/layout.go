@@ -91,20 +91,20 @@ func keySlot(key string) int {
 // group's bucket.
 func groupPrefix(q, g string) (prefix string, bucket int) {
 	lq := strconv.Itoa(len(q))
-	var d xxhash.Digest // the hash of lq ":" q g, without building it
+	return lq + ":" + strconv.Itoa(len(g)) + ":" + q + g, bucketOf(q, g)
+}
+
+// bucketOf returns the bucket of group (q, g): the hash of len(q) ":" q g,
+// computed without building that string, so that it allocates nothing.
+func bucketOf(q, g string) int {
+	var d xxhash.Digest
 	d.Reset()
-	_, _ = d.WriteString(lq)
+	var n [20]byte
+	_, _ = d.Write(strconv.AppendInt(n[:0], int64(len(q)), 10))
 	_, _ = d.WriteString(":")
 	_, _ = d.WriteString(q)
 	_, _ = d.WriteString(g)
-	bucket = int(d.Sum64() % Buckets)
-	return lq + ":" + strconv.Itoa(len(g)) + ":" + q + g, bucket
-}
-
-// bucketOf returns the bucket of group (q, g).
-func bucketOf(q, g string) int {
-	_, b := groupPrefix(q, g)
-	return b
+	return int(d.Sum64() % Buckets)
 }
 
 // fieldOf returns k's field in its bucket's hash, and the bucket.

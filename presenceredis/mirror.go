@@ -33,6 +33,12 @@
 // (a failover that lost the last writes) makes the mirror resend every
 // consumer of that bucket, at once, without waiting for Options.ResyncEvery.
 //
+// Protocol. Collection, batching, re-marking of failed batches, resends
+// after a loss, and the timing (interval, backoff, periodic resync) are
+// [presence.Mirror]'s; this package supplies the buckets, scripts and
+// cluster handling as a [presence.Backend] (see flush.go), and tells the
+// protocol which errors are Redis replies.
+//
 // Failover. A flush or read that reaches some masters and not others writes
 // or returns what it can, with an error wrapping [ErrPartial] that names the
 // missing slots; see [Mirror.Run] for retries and backoff.
@@ -42,8 +48,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -51,7 +55,9 @@ import (
 	"github.com/seed351623e9/presence"
 )
 
-// Options configure a Mirror. The zero value is usable.
+// Options configure a Mirror. The zero value is usable. The defaults of
+// the timing and batch fields are those of presence.RunOptions and
+// presence.MirrorOptions.
 type Options struct {
 	// Prefix starts every key; default "presence".
 	Prefix string
@@ -99,11 +105,10 @@ type Mirror struct {
 	merge      *redis.Script
 	prune      *redis.Script
 
-	mu    sync.Mutex // serialises flushes; guards known
-	known [Buckets]bucketState
+	be    backend          // the buckets, as the protocol sees them
+	proto *presence.Mirror // the protocol: collection, batching, retries, timing
 
-	onFlush  func(FlushStats, error) // for tests: called by Run after each flush
-	answered atomic.Bool             // the last flush got a reply or a Redis error
+	onFlush func(FlushStats, error) // for tests: called by Run after each flush
 }
 
 // New returns a Mirror of r into rdb, a *redis.Client or a
@@ -113,18 +118,6 @@ func New(r *presence.Registry, rdb redis.UniversalClient, opt Options) *Mirror {
 	if opt.Prefix == "" {
 		opt.Prefix = "presence"
 	}
-	if opt.FlushInterval <= 0 {
-		opt.FlushInterval = time.Second
-	}
-	if opt.MaxBackoff <= 0 {
-		opt.MaxBackoff = 5 * time.Second
-	}
-	if opt.ResyncEvery == 0 {
-		opt.ResyncEvery = 5 * time.Minute
-	}
-	if opt.BatchConsumers <= 0 {
-		opt.BatchConsumers = 10000
-	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -133,65 +126,45 @@ func New(r *presence.Registry, rdb redis.UniversalClient, opt Options) *Mirror {
 		merge: redis.NewScript(mergeScript), prune: redis.NewScript(pruneScript),
 	}
 	m.cluster, _ = rdb.(*redis.ClusterClient)
-	r.CollectDeleted(func(presence.Key) {}) // starts the recording
+	m.be.m = m
+	m.proto = presence.NewMirror(r, &m.be, presence.MirrorOptions{Batch: opt.BatchConsumers})
 	return m
 }
 
 // Run flushes every FlushInterval until ctx is done, then flushes once more
-// and returns ctx's error. A failed flush is logged. If no server answered
-// it, the next comes with exponential backoff up to MaxBackoff. If some did
-// (a partial flush, see [ErrPartial], while a master is down, or CLUSTERDOWN
-// while its replica takes over), the next comes after min(FlushInterval,
-// 250ms), so that the live masters keep being updated and the end of a
-// failover is seen soon.
+// and returns ctx's error joined with that flush's. A failed flush is
+// logged. If no server answered it, the next comes with exponential backoff
+// up to MaxBackoff. If some did (a partial flush, see [ErrPartial], while a
+// master is down, or CLUSTERDOWN while its replica takes over), the next
+// comes after min(FlushInterval, 250ms), so that the live masters keep
+// being updated and the end of a failover is seen soon. Every ResyncEvery
+// it marks every consumer changed first. The loop is
+// [presence.Mirror.Run]'s.
 func (m *Mirror) Run(ctx context.Context) error {
-	wait := m.opt.FlushInterval
-	lastResync := time.Now()
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err := m.Flush(fctx)
-			cancel()
-			return errors.Join(ctx.Err(), err)
-		case <-t.C:
+	var last error
+	opt := m.runOptions()
+	opt.OnFlush = func(r presence.FlushResult, next time.Duration) {
+		st, err := m.report(r)
+		last = err
+		if next == 0 { // the final flush: Run returns its error
+			return
 		}
-		if m.opt.ResyncEvery > 0 && time.Since(lastResync) >= m.opt.ResyncEvery {
-			m.reg.MarkAllChanged()
-			lastResync = time.Now()
-		}
-		st, err := m.Flush(ctx)
 		if m.onFlush != nil {
 			m.onFlush(st, err)
 		}
-		wait = m.nextWait(wait, err, m.answered.Load())
-		switch {
-		case err != nil:
-			m.opt.Logger.Warn("presenceredis: flush failed", "err", err, "retry_in", wait)
-		default:
+		if err != nil {
+			m.opt.Logger.Warn("presenceredis: flush failed", "err", err, "retry_in", next)
+		} else {
 			m.opt.Logger.Debug("presenceredis: flushed", "consumers", st.Consumers, "calls", st.Calls, "took", st.Took)
 		}
-		t.Reset(wait)
 	}
+	m.proto.Run(ctx, opt)
+	return errors.Join(ctx.Err(), last)
 }
 
-// retryAnswered is the wait after a flush that failed although some server
-// answered: short, so that a failover is picked up soon after it ends.
-const retryAnswered = 250 * time.Millisecond
-
-// nextWait is the wait before the flush after one that returned err. It
-// backs off only when no server answered: a partial flush (a master is
-// down) or an answered one (CLUSTERDOWN while a replica takes over) is
-// retried after min(FlushInterval, 250ms), which keeps the live masters up
-// to date and sees the failover end; asking them costs little.
-func (m *Mirror) nextWait(wait time.Duration, err error, answered bool) time.Duration {
-	switch {
-	case err == nil:
-		return m.opt.FlushInterval
-	case answered:
-		return min(m.opt.FlushInterval, retryAnswered)
-	}
-	return min(max(2*wait, m.opt.FlushInterval), m.opt.MaxBackoff)
+// runOptions returns the timing of Run, from Options. The defaults are the
+// protocol's (presence.RunOptions), and so is the wait after a failure that
+// some server answered, min(FlushInterval, 250ms).
+func (m *Mirror) runOptions() presence.RunOptions {
+	return presence.RunOptions{Interval: m.opt.FlushInterval, MaxBackoff: m.opt.MaxBackoff, ResyncEvery: m.opt.ResyncEvery}
 }

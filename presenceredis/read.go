@@ -2,7 +2,6 @@ package presenceredis
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"time"
 
@@ -48,17 +47,7 @@ func (m *Mirror) Restore(ctx context.Context) (int, error) {
 	if m.opt.Now != nil {
 		now = m.opt.Now
 	}
-	at := now()
-	n := 0
-	var mergeErr error
-	err := m.each(ctx, func(c presence.Consumer) {
-		if err := m.reg.MergeAt(c, at); err != nil {
-			mergeErr = errors.Join(mergeErr, err)
-			return
-		}
-		n++
-	})
-	return n, errors.Join(err, mergeErr)
+	return m.proto.Restore(ctx, now())
 }
 
 // Prune deletes, in Redis, every consumer whose last heartbeat is more than

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -287,6 +288,9 @@ func TestParseFieldAndTimes(t *testing.T) {
 	// The layout is shared by every broker: a group's bucket never changes.
 	assert.Equal(t, int(xxhash.Sum64String("6:orders"+"workers")%Buckets), bucketOf("orders", "workers"))
 	assert.Equal(t, 76, bucketOf("orders", "workers"))
+	// The protocol asks for the bucket of every group it flushes.
+	long := strings.Repeat("q", 40)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = bucketOf(long, long) }), "bucketOf allocates")
 	for _, f := range []string{"epoch", "seq", "9:0:ab", "1:9:ab", "x:1:a", "1:-1:ab", "-1:1:ab", "1:1"} {
 		_, ok := parseField(f)
 		assert.False(t, ok, "%q", f)
@@ -460,26 +464,27 @@ func TestScriptFlushedIsReloaded(t *testing.T) {
 	rowsEqual(t, r.Snapshot(t0, ttl), got)
 }
 
-// Run's wait after a flush: the interval after success; 250 ms (or the
-// interval, if shorter) after a failure that some server answered, such as
-// a partial flush or CLUSTERDOWN; exponential backoff up to MaxBackoff
-// only when no server answered.
-func TestNextWait(t *testing.T) {
+// Run's timing comes from Options, and is the protocol's, defaults
+// included (presence.Mirror.Run, whose tests cover the waits): a Redis reply such as
+// CLUSTERDOWN counts as an answer, after which Run retries soon; a failure
+// to reach a server does not, and Run backs off.
+func TestRunOptions(t *testing.T) {
 	m := New(presence.New(), redis.NewClient(&redis.Options{}), Options{})
-	assert.Equal(t, 5*time.Second, m.opt.MaxBackoff, "the default cap")
-	fail := errors.New("down")
-	assert.Equal(t, time.Second, m.nextWait(4*time.Second, nil, true))
-	assert.Equal(t, 250*time.Millisecond, m.nextWait(4*time.Second, fail, true))
-	w := time.Second
-	var waits []time.Duration
-	for range 5 {
-		w = m.nextWait(w, fail, false)
-		waits = append(waits, w)
-	}
-	assert.Equal(t, []time.Duration{2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second}, waits)
-	fast := New(presence.New(), redis.NewClient(&redis.Options{}), Options{FlushInterval: 100 * time.Millisecond})
-	assert.Equal(t, 100*time.Millisecond, fast.nextWait(time.Second, fail, true))
+	assert.Equal(t, presence.RunOptions{}, m.runOptions(), "the protocol's defaults")
+	fast := New(presence.New(), redis.NewClient(&redis.Options{}), Options{FlushInterval: 100 * time.Millisecond, MaxBackoff: time.Second, ResyncEvery: -1})
+	assert.Equal(t, presence.RunOptions{Interval: 100 * time.Millisecond, MaxBackoff: time.Second, ResyncEvery: -1}, fast.runOptions())
+
+	assert.True(t, m.be.Replied(fmt.Errorf("flush: %w", replyError("CLUSTERDOWN The cluster is down"))))
+	assert.False(t, m.be.Replied(errors.New("dial tcp 127.0.0.1:1: connect: connection refused")))
+	assert.False(t, m.be.Replied(context.DeadlineExceeded))
 }
+
+// replyError is an error a Redis server replied with, as go-redis types
+// them (redis.Error).
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
 
 // A broker whose clock ran a day ahead wrote a consumer to Redis. A broker
 // that restores with a correct clock refuses that row, rather than pinning
