@@ -43,6 +43,12 @@ func (r rawRecord) encode() []byte {
 	return binary.AppendUvarint(b, r.leases)
 }
 
+// encodeV2 encodes r in format version 2, which ends a record with the
+// consumer's declared TTL in nanoseconds.
+func (r rawRecord) encodeV2(ttl uint64) []byte {
+	return binary.AppendUvarint(r.encode(), ttl)
+}
+
 // goodRecord is a valid record, times in Unix nanoseconds around t0: an
 // idle consumer that last had work just before its last heartbeat.
 func goodRecord(c string) rawRecord {
@@ -50,10 +56,16 @@ func goodRecord(c string) rawRecord {
 	return rawRecord{q: "q", g: "g", c: c, registered: ns, hb: ns + 2, active: ns + 1}
 }
 
-// rawCheckpoint frames payloads as blocks, each with its correct CRC, and
-// ends with a trailer counting records.
+// rawCheckpoint frames payloads as blocks of a format version 1
+// checkpoint, each with its correct CRC, and ends with a trailer counting
+// records.
 func rawCheckpoint(records uint64, payloads ...[]byte) []byte {
-	b := append([]byte("PRESENCE"), 1, 0, 0, 0)
+	return rawCheckpointVersion(1, records, payloads...)
+}
+
+// rawCheckpointVersion is rawCheckpoint in format version v.
+func rawCheckpointVersion(v byte, records uint64, payloads ...[]byte) []byte {
+	b := append([]byte("PRESENCE"), v, 0, 0, 0)
 	for _, p := range payloads {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(p)))
 		b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(p, castagnoli))
@@ -177,6 +189,39 @@ func TestMalformedRecordsWithValidCRC(t *testing.T) {
 			assert.True(t, unchanged, "%s: the registry changed", name)
 		})
 	}
+}
+
+// In format version 2 a record ends with the consumer's declared TTL. A
+// record without it, even the last of its block, is refused, as is a TTL
+// beyond the largest Duration; the largest Duration itself is accepted and
+// kept as MaxDeclaredTTL, as a longer declaration is.
+func TestRecordTTLField(t *testing.T) {
+	good := goodRecord("first").encodeV2(0)
+	second := goodRecord("second")
+	cases := map[string][]byte{
+		"TTL missing":   second.encode(),
+		"TTL cut short": append(second.encode(), 0x80),
+		"TTL of 2^63":   second.encodeV2(1 << 63),
+		"TTL of 2^64-1": second.encodeV2(math.MaxUint64),
+	}
+	for name, bad := range cases {
+		data := rawCheckpointVersion(2, 2, append(bytes.Clone(good), bad...))
+		readFromBoth(t, name, data, func(err error, unchanged bool, _ *presence.Registry) {
+			assert.ErrorIs(t, err, presence.ErrBadCheckpoint, name)
+			assert.True(t, unchanged, "%s: the registry changed", name)
+		})
+	}
+
+	data := rawCheckpointVersion(2, 2, append(bytes.Clone(good), second.encodeV2(math.MaxInt64)...))
+	readFromBoth(t, "TTL of 2^63-1", data, func(err error, _ bool, r *presence.Registry) {
+		require.NoError(t, err)
+		c, ok := r.Lookup(key("q", "g", "second"), t0, ttl)
+		require.True(t, ok)
+		assert.Equal(t, presence.MaxDeclaredTTL, c.TTL)
+		c, ok = r.Lookup(key("q", "g", "first"), t0, ttl)
+		require.True(t, ok)
+		assert.Zero(t, c.TTL)
+	})
 }
 
 // The edges of what a record may hold are accepted: the largest lease
