@@ -29,3 +29,15 @@ func (r *Registry) GroupSlots(g GroupKey) int {
 	}
 	return len(grp.view())
 }
+
+// QueueSlots returns the length of queue q's list of groups, dead groups
+// included, or -1 if the queue is not indexed.
+func (r *Registry) QueueSlots(q string) int {
+	qu, ok := r.ix.queues.Load(q)
+	if !ok {
+		return -1
+	}
+	qu.mu.Lock()
+	defer qu.mu.Unlock()
+	return len(qu.groups)
+}

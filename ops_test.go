@@ -173,6 +173,16 @@ func TestGroupIndexDropsDepartedMembers(t *testing.T) {
 	}
 	for i := 0; i < 99; i++ {
 		require.True(t, r.Deregister(key("many", fmt.Sprint(i), "c")))
+		live := 100 - i - 1
+		assert.LessOrEqual(t, r.QueueSlots("many"), 2*live+1, "after %d groups emptied", i+1)
+	}
+	// Groups that come and go in a queue that keeps one: the list stays
+	// short however long the history.
+	for i := 0; i < 100; i++ {
+		k := key("many", fmt.Sprint("churn-", i), "c")
+		beat(t, r, k, 0, t0)
+		require.True(t, r.Deregister(k))
+		assert.LessOrEqual(t, r.QueueSlots("many"), 3, "after %d groups came and went", i+1)
 	}
 	assert.Len(t, r.SnapshotQueue("many", t0, ttl), 1)
 	groups, queues := r.IndexSizes()
