@@ -205,3 +205,44 @@ func TestWithMaxClockStep(t *testing.T) {
 		assert.Equal(t, tc.corrected, r.Counters().ClockSteps == 1, "step %v", tc.step)
 	}
 }
+
+// A prune pass leaves the Sweeper's default interval at half the shortest
+// TTL among the consumers it kept, whatever order it visits them in: not
+// the first it met, nor the last.
+func TestPruneKeepsShortestDeclaredTTL(t *testing.T) {
+	r := presence.New()
+	for _, c := range []struct {
+		k   presence.Key
+		ttl time.Duration
+	}{
+		{key("q", "a", "c"), 2 * time.Minute},
+		{key("q", "b", "c"), 10 * time.Second},
+		{key("q", "c", "c"), 5 * time.Minute},
+		{key("r", "a", "c"), time.Minute},
+	} {
+		require.NoError(t, r.HeartbeatWithTTL(c.k, 0, c.ttl, t0))
+	}
+	assert.Zero(t, r.PruneExpired(t0, time.Hour))
+	assert.Equal(t, 5*time.Second, presence.SweepEvery(r, time.Hour))
+}
+
+// A consumer that declares a TTL while a prune pass runs counts for the
+// sweeper after the pass, but a longer one does not displace the shorter
+// TTL of a consumer the pass kept.
+func TestPruneKeepsShorterTTLThanDeclaredDuringPass(t *testing.T) {
+	r := presence.New()
+	require.NoError(t, r.HeartbeatWithTTL(key("q", "g", "kept"), 0, 10*time.Second, t0))
+	beat(t, r, key("q", "g", "dead"), 0, t0.Add(-time.Hour))
+	clear := onceAt(presence.HookBeforeRetire, func() {
+		require.NoError(t, r.HeartbeatWithTTL(key("q", "h", "late"), 0, time.Minute, t0))
+	})
+	assert.Equal(t, 1, r.PruneExpired(t0, ttl))
+	require.True(t, clear(), "the pass did not find the expired consumer")
+	assert.Equal(t, 5*time.Second, presence.SweepEvery(r, time.Hour))
+
+	// Once the short one is gone, the one declared during the pass is
+	// the shortest.
+	require.True(t, r.Deregister(key("q", "g", "kept")))
+	assert.Zero(t, r.PruneExpired(t0, ttl))
+	assert.Equal(t, 30*time.Second, presence.SweepEvery(r, time.Hour))
+}
