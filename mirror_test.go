@@ -378,3 +378,114 @@ func TestMirrorConcurrent(t *testing.T) {
 	require.NoError(t, m.Flush(context.Background()).Err())
 	assert.Equal(t, live(r, -1), b.stored(-1))
 }
+
+// roundsBackend is a memBackend that records, for each call of Write, how
+// many consumers and deletes it carried and the first element of each
+// batch's Writes.
+type roundsBackend struct {
+	*memBackend
+	items  []int
+	arrays [][]*presence.Consumer
+}
+
+func (b *roundsBackend) Write(ctx context.Context, batches []presence.Batch) []presence.BatchResult {
+	n := 0
+	var firsts []*presence.Consumer
+	for _, bt := range batches {
+		n += len(bt.Writes) + len(bt.Deletes)
+		if len(bt.Writes) > 0 {
+			firsts = append(firsts, &bt.Writes[0])
+		}
+	}
+	b.items = append(b.items, n)
+	b.arrays = append(b.arrays, firsts)
+	return b.memBackend.Write(ctx, batches)
+}
+
+// A round of Write carries at most Batch consumers and deletes, over all
+// parts, and is sent as soon as it is full: Batch rows make one round,
+// Batch+1 make two. Rounds counts the calls of Write and Batches the
+// batches taken, one per part and round.
+func TestMirrorFlushRounds(t *testing.T) {
+	for _, tc := range []struct {
+		parts, perPart  int
+		rounds, batches int
+	}{
+		{1, 1, 1, 1},
+		{1, 3, 1, 1},
+		{1, 4, 2, 2},
+		{1, 6, 2, 2},
+		{1, 7, 3, 3},
+		{2, 1, 1, 2}, // two parts share one round
+		{2, 2, 2, 3}, // parts 0 0 1 | 1
+	} {
+		t.Run(fmt.Sprint(tc.parts, "x", tc.perPart), func(t *testing.T) {
+			r := presence.New()
+			b := &roundsBackend{memBackend: newMemBackend()}
+			m := presence.NewMirror(r, b, presence.MirrorOptions{Batch: 3})
+			for p := range tc.parts {
+				for i := range tc.perPart {
+					beat(t, r, key("q", fmt.Sprint(p), fmt.Sprint(i)), 1, t0)
+				}
+			}
+			res := m.Flush(context.Background())
+			require.NoError(t, res.Err())
+			n := tc.parts * tc.perPart
+			assert.Equal(t, tc.rounds, res.Rounds, "rounds")
+			assert.Equal(t, tc.batches, res.Batches, "batches")
+			assert.Equal(t, n, res.Written)
+			assert.Len(t, b.items, tc.rounds)
+			for i, items := range b.items {
+				if i < len(b.items)-1 {
+					assert.Equal(t, 3, items, "round %d is sent full", i)
+				} else {
+					assert.Equal(t, n-3*i, items, "the last round")
+				}
+			}
+			assert.Equal(t, live(r, -1), b.stored(-1))
+
+			// Deletes count the same way, and a part that fails takes no batch.
+			for k := range live(r, -1) {
+				require.True(t, r.Deregister(k))
+			}
+			b.items = nil
+			res = m.Flush(context.Background())
+			require.NoError(t, res.Err())
+			assert.Equal(t, tc.rounds, res.Rounds, "rounds of deletes")
+			assert.Equal(t, tc.batches, res.Batches, "batches of deletes")
+			assert.Equal(t, n, res.Deleted)
+			assert.Empty(t, b.stored(-1))
+		})
+	}
+
+	r := presence.New()
+	b := &roundsBackend{memBackend: newMemBackend()}
+	m := presence.NewMirror(r, b, presence.MirrorOptions{Batch: 3})
+	fill(t, r, 2, 4)
+	b.set(func() { b.down[1] = errDown })
+	res := m.Flush(context.Background())
+	require.ErrorIs(t, res.Err(), errDown)
+	assert.Equal(t, 2, res.Rounds, "part 0's four rows")
+	assert.Equal(t, 2, res.Batches, "part 1 took none")
+	assert.Equal(t, 4, res.Written)
+}
+
+// The Writes slices of settled batches are reused by later rounds, as
+// Backend.Write's contract warns: with one part, the third round fills the
+// array that the first round carried (the second round's was collected
+// while the first was still in flight).
+func TestMirrorReusesWrites(t *testing.T) {
+	r := presence.New()
+	b := &roundsBackend{memBackend: newMemBackend()}
+	m := presence.NewMirror(r, b, presence.MirrorOptions{Batch: 2})
+	for i := range 6 {
+		beat(t, r, key("q", "0", fmt.Sprint(i)), 1, t0)
+	}
+	res := m.Flush(context.Background())
+	require.NoError(t, res.Err())
+	require.Equal(t, 3, res.Rounds)
+	require.Len(t, b.arrays, 3)
+	assert.Same(t, b.arrays[0][0], b.arrays[2][0], "round 3 reuses round 1's array")
+	assert.NotSame(t, b.arrays[0][0], b.arrays[1][0])
+	assert.Equal(t, live(r, -1), b.stored(-1))
+}
