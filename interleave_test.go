@@ -83,11 +83,16 @@ func TestMarkChangedDuringRegistration(t *testing.T) {
 			go func() { marked <- r.MarkChanged(c.Key) }()
 		})
 		// A MarkChanged that does not wait for the registration returns
-		// at once, and finds nothing; give it the chance to.
+		// at once, and finds nothing; give it the chance to (a shorter
+		// chance under -short, which the mutation step runs per mutant).
+		chance := time.Second
+		if testing.Short() {
+			chance = 100 * time.Millisecond
+		}
 		select {
 		case ok := <-marked:
 			marked <- ok
-		case <-time.After(time.Second):
+		case <-time.After(chance):
 		}
 	})
 	beat(t, r, k, 0, t0)
