@@ -433,11 +433,22 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 	var low time.Duration
 	r.walk(func(ms []*entry.Entry) bool {
 		for _, e := range ms {
+			// The common case inline, with no call: e is Active, not
+			// ahead of the clock and not marked Stale, so the pass keeps
+			// it and has nothing to observe; only the TTL it declared
+			// counts. (A retired entry's heartbeat, nanotime.None, is
+			// never Active but at the earliest now, where keeping it is
+			// right too.)
+			if e.Flags()&entry.FlagStale == 0 {
+				hb, declared := e.HB(), e.TTL()
+				if _, st := classifyAt(ns, hb, judge(declared, ttl)); st == Active && !r.ahead(hb, ns) {
+					lowerTo(&low, declared)
+					continue
+				}
+			}
 			if r.pruneOne(e, ns, ttl, &low) {
 				n++
 			}
-			// A beat moved the heartbeat (classify it again), or e is no
-			// longer in the map, and so retired (the loop ends).
 		}
 		return true
 	})
@@ -449,6 +460,14 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 		keepLowest(&r.shortest, f) // declared since the load above
 	}
 	return n
+}
+
+// lowerTo lowers *low, the shortest declared TTL a pass has kept so far (0:
+// none yet), to declared, unless declared is 0 (none).
+func lowerTo(low *time.Duration, declared time.Duration) {
+	if declared != 0 && (*low == 0 || declared < *low) {
+		*low = declared
+	}
 }
 
 // ahead reports whether time t is more than the clock step ahead of now:
@@ -471,9 +490,7 @@ func (r *Registry) pruneOne(e *entry.Entry, ns int64, ttl time.Duration, low *ti
 		declared := e.TTL()
 		if _, st := classifyAt(ns, hb, judge(declared, ttl)); st != Expired && !future {
 			r.observe(e, st, ns)
-			if declared != 0 && (*low == 0 || declared < *low) {
-				*low = declared
-			}
+			lowerTo(low, declared)
 			return false
 		}
 		pause(hookBeforeRetire)
