@@ -108,6 +108,71 @@ func classifyAt(now, last int64, ttl time.Duration) (time.Duration, State) {
 	return age, Classify(age, ttl)
 }
 
+// window classifies heartbeats seen at one time under one read TTL, as
+// classifyAt(now, hb, judge(declared, ttl)) does, for walks that classify
+// every consumer: a consumer that declared no TTL costs two comparisons
+// with bounds computed once per walk, where classifyAt takes an age, a
+// clamp and a doubling.
+type window struct {
+	now int64
+	// active is the earliest heartbeat that is Active at now under the
+	// read's TTL; stale the earliest that is at least Stale. Earlier ones
+	// are Expired.
+	active, stale int64
+}
+
+func newWindow(now int64, ttl time.Duration) window {
+	ttl = max(ttl, 0)
+	return window{now: now, active: since(now, ttl), stale: since(now, double(ttl))}
+}
+
+// since returns the earliest heartbeat whose age at now is at most d >= 0:
+// now-d, or math.MinInt64 when every heartbeat is, because now-d is below
+// the int64 range or d is the largest Duration, which Age saturates at.
+func since(now int64, d time.Duration) int64 {
+	if d == math.MaxInt64 {
+		return math.MinInt64
+	}
+	if s := now - int64(d); s <= now {
+		return s
+	}
+	return math.MinInt64 // now-d wrapped around from below the range
+}
+
+// state returns the state of a consumer whose last heartbeat is hb and
+// which declared TTL declared (0: none).
+// Loops over many consumers spell it out as
+//
+//	st := w.plain(hb)
+//	if declared != 0 {
+//		st = w.own(hb, declared)
+//	}
+//
+// which the compiler inlines but for the call to own.
+func (w *window) state(hb int64, declared time.Duration) State {
+	if declared != 0 {
+		return w.own(hb, declared)
+	}
+	return w.plain(hb)
+}
+
+// plain is state for a consumer that declared no TTL.
+func (w *window) plain(hb int64) State {
+	switch {
+	case hb >= w.active:
+		return Active
+	case hb >= w.stale:
+		return Stale
+	}
+	return Expired
+}
+
+// own is state for a consumer judged by the TTL it declared.
+func (w *window) own(hb int64, declared time.Duration) State {
+	_, st := classifyAt(w.now, hb, declared)
+	return st
+}
+
 // judge returns the TTL that a consumer which declared declared (0 for
 // none) is judged by in a read that passes ttl: its own if it declared one,
 // else ttl, a negative ttl counting as 0.

@@ -431,22 +431,27 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 	// those declared while it runs, which it may miss: see shortest.
 	r.fresh.Store(0)
 	var low time.Duration
+	w, latest := newWindow(ns, ttl), r.latest(ns)
 	r.walk(func(ms []*entry.Entry) bool {
 		for _, e := range ms {
 			// The common case inline, with no call: e is Active, not
 			// ahead of the clock and not marked Stale, so the pass keeps
 			// it and has nothing to observe; only the TTL it declared
-			// counts. (A retired entry's heartbeat, nanotime.None, is
-			// never Active but at the earliest now, where keeping it is
-			// right too.)
+			// counts. (A retired entry, whose heartbeat is nanotime.None,
+			// passes as Active only where every heartbeat is, and
+			// keeping it is what pruneOne would do.)
 			if e.Flags()&entry.FlagStale == 0 {
 				hb, declared := e.HB(), e.TTL()
-				if _, st := classifyAt(ns, hb, judge(declared, ttl)); st == Active && !r.ahead(hb, ns) {
+				st := w.plain(hb)
+				if declared != 0 {
+					st = w.own(hb, declared)
+				}
+				if st == Active && hb <= latest {
 					lowerTo(&low, declared)
 					continue
 				}
 			}
-			if r.pruneOne(e, ns, ttl, &low) {
+			if r.pruneOne(e, &w, latest, &low) {
 				n++
 			}
 		}
@@ -473,22 +478,32 @@ func lowerTo(low *time.Duration, declared time.Duration) {
 // ahead reports whether time t is more than the clock step ahead of now:
 // impossible by the clock that read now.
 func (r *Registry) ahead(t, now int64) bool {
-	return t > now && uint64(t)-uint64(now) > r.step // exact: t > now
+	return t > r.latest(now)
+}
+
+// latest returns the latest time that is not ahead of now: now plus the
+// clock step, saturating at the largest int64.
+func (r *Registry) latest(now int64) int64 {
+	if l := now + int64(r.step); l > now { // r.step is in (0, MaxInt64]
+		return l
+	}
+	return math.MaxInt64 // now+step wrapped around from above the range
 }
 
 // pruneOne removes e if it is Expired at ns under ttl, or if its heartbeat
 // is more than the clock step ahead of ns, and reports whether it did;
 // otherwise it records the state e is in for the events. It hashes e's key
 // only to remove it or to emit an event.
-func (r *Registry) pruneOne(e *entry.Entry, ns int64, ttl time.Duration, low *time.Duration) bool {
+func (r *Registry) pruneOne(e *entry.Entry, w *window, latest int64, low *time.Duration) bool {
+	ns := w.now
 	for {
 		hb := e.HB()
 		if hb == nanotime.None {
 			return false
 		}
-		future := r.ahead(hb, ns)
+		future := hb > latest
 		declared := e.TTL()
-		if _, st := classifyAt(ns, hb, judge(declared, ttl)); st != Expired && !future {
+		if st := w.state(hb, declared); st != Expired && !future {
 			r.observe(e, st, ns)
 			lowerTo(low, declared)
 			return false

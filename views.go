@@ -215,18 +215,26 @@ func (c *Counts) Add(s State) {
 // Stats counts every consumer by state at now under ttl. It is one pass over
 // the group index, with no allocation and no sort.
 func (r *Registry) Stats(now time.Time, ttl time.Duration) Counts {
-	ns := nanotime.FromTime(now)
+	w := newWindow(nanotime.FromTime(now), ttl)
 	var st Counts
 	r.walk(func(ms []*entry.Entry) bool {
-		for _, e := range ms {
-			if hb := e.HB(); hb != nanotime.None {
-				_, s := classifyAt(ns, hb, judge(e.TTL(), ttl))
-				st.Add(s)
-			}
-		}
+		st.count(ms, &w)
 		return true
 	})
 	return st
+}
+
+// count adds the live ones among entries ms to c, classified by w.
+func (c *Counts) count(ms []*entry.Entry, w *window) {
+	for _, e := range ms {
+		if hb := e.HB(); hb != nanotime.None {
+			st := w.plain(hb)
+			if declared := e.TTL(); declared != 0 {
+				st = w.own(hb, declared)
+			}
+			c.Add(st)
+		}
+	}
 }
 
 // CountByGroup returns, for every group with at least one consumer, how
@@ -259,15 +267,10 @@ func (r *Registry) CountActiveByGroup(now time.Time, ttl time.Duration) map[Grou
 // a time.
 func (r *Registry) eachGroupCount(now time.Time, ttl time.Duration, f func(GroupKey, Counts)) {
 	r.mustBeMade()
-	ns := nanotime.FromTime(now)
+	w := newWindow(nanotime.FromTime(now), ttl)
 	r.ix.groups.Range(func(gk GroupKey, g *group) bool {
 		var c Counts
-		for _, e := range g.view() {
-			if hb := e.HB(); hb != nanotime.None {
-				_, s := classifyAt(ns, hb, judge(e.TTL(), ttl))
-				c.Add(s)
-			}
-		}
+		c.count(g.view(), &w)
 		f(gk, c)
 		return true
 	})
