@@ -130,3 +130,12 @@ func TestPruneBoundariesOfMarkedConsumers(t *testing.T) {
 	_, ok = r.Lookup(removed, now, ttl)
 	assert.False(t, ok)
 }
+
+func TestRoundShards(t *testing.T) {
+	for n, want := range map[int]int{
+		math.MinInt: 1, -1: 1, 0: 1, 1: 1, 2: 2, 3: 4, 4: 4, 5: 8,
+		maxShards - 1: maxShards, maxShards: maxShards, maxShards + 1: maxShards, math.MaxInt: maxShards,
+	} {
+		assert.Equal(t, want, roundShards(n), "roundShards(%d)", n)
+	}
+}
