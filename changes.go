@@ -17,10 +17,9 @@ import (
 // change marks. Rows carry the stored times and leases; Age and State are
 // not set. It returns the number of rows.
 //
-// The rows of one group come one after the other, since CollectChanged
-// walks the group index, one group at a time (holding a group's lock only
-// while it copies the header of the group's member slice): a mirror that writes a group
-// at a time can batch a group's rows together.
+// Rows come in no particular order: CollectChanged reads the registry's
+// walk lists (walklist.go), holding a list's lock only while it copies the
+// list's header, and passes a consumer at most once.
 //
 // A change that lands while CollectChanged runs is either in the row it
 // passes or marks the consumer again for the next call: nothing is missed.

@@ -262,22 +262,6 @@ func testDeletedRacingRegistrations(t *testing.T, hash ...presence.Option) {
 	}
 }
 
-// CollectChanged passes the rows of a group one after the other, so that a
-// mirror can batch them together.
-func TestCollectChangedByGroup(t *testing.T) {
-	r := presence.New()
-	for i := 0; i < 1000; i++ { // registered interleaved
-		beat(t, r, key("q", fmt.Sprint("g", i%10), fmt.Sprint(i)), 0, t0)
-	}
-	var order []string
-	r.CollectChanged(func(c presence.Consumer) {
-		if len(order) == 0 || order[len(order)-1] != c.Group {
-			order = append(order, c.Group)
-		}
-	})
-	assert.Len(t, order, 10, "each group's rows come together: %v", order)
-}
-
 // At computes a row's Age and State as the registry's reads do, clamping
 // the age at both ends.
 func TestConsumerAt(t *testing.T) {

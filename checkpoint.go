@@ -75,7 +75,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // WriteTo writes a checkpoint of every consumer to w and returns the number
 // of bytes written. It implements io.WriterTo.
 //
-// It streams: it walks the groups one at a time, like Snapshot, encoding
+// It streams: it reads the consumers in no particular order, encoding
 // into one block buffer of about 64 KiB, and never holds a copy of the
 // registry. Heartbeats keep flowing meanwhile; the checkpoint is weakly
 // consistent in the same way a snapshot is.

@@ -55,14 +55,17 @@ package presence
 // they are retired. So writing to a live entry is always visible, and a
 // Handle's cached entry stays valid until the moment it is retired.
 //
-// Reads. Snapshot, PruneExpired and every other view walk the group index
-// (index.go), one group at a time, holding a group's lock only while they
-// copy its member slice's header; the entries themselves are read with no
-// lock. Snapshot takes the groups in key order and sorts each group's rows,
-// so it never sorts the whole registry at once. None of them stops the
-// world; in exchange they are weakly consistent, like sync.Map.Range, and
-// none lists a consumer twice: a walk visits each group record once, and a
-// key has one live entry in one live group.
+// Reads. Snapshot and the per-group views walk the group index (index.go),
+// one group at a time, holding a group's lock only while they copy its
+// member slice's header; PruneExpired, Stats, All, WriteTo and
+// CollectChanged read every entry through the registry's walk lists
+// (walklist.go) in the same way, whatever the shape of the groups. The
+// entries themselves are read with no lock. Snapshot takes the groups in
+// key order and sorts each group's rows, so it never sorts the whole
+// registry at once. None of them stops the world; in exchange they are
+// weakly consistent, like sync.Map.Range, and none lists a consumer twice:
+// a key has one live entry in one live group, and a walk copies every
+// list's header before it reads an entry (see walklist.go).
 //
 // Rows. Every row, checkpoint record and mirrored row is built from one
 // entry.Entry.Load: hb, the lease word, the active and registered times, and

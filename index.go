@@ -17,11 +17,11 @@ import (
 // what the registry holds, so the registry keeps a secondary index: every
 // (queue, group) that has consumers maps to a group holding its entries, and
 // every queue maps to the list of its groups. The index is written only when
-// a consumer registers or is removed. A refresh never touches it. Every
-// whole-registry walk goes through it too (Registry.walk): its member lists
-// are dense arrays of entry pointers, which a walk reads with many cache
-// misses in flight, where a walk of the shards' maps chases one pointer
-// after another.
+// a consumer registers or is removed. A refresh never touches it. The ordered
+// walks (Snapshot) and the per-group counts go through it too; the
+// unordered whole-registry walk does not (Registry.walk reads the walk
+// lists of walklist.go, whose cost per consumer does not depend on the
+// groups' sizes).
 //
 // Members are kept in a slice that only grows at its end between
 // compactions: a leaving member stays in it, retired, until the retired ones
@@ -38,7 +38,8 @@ import (
 // Lock order: a shard's bucket lock (registration joins the group inside the
 // shard's Compute, so an entry is in its group before it is visible in its
 // shard), then group.mu, then the groups map's bucket, then queue.mu, then
-// the queues map's bucket.
+// the queues map's bucket. A walk list's mutex (walklist.go) is taken after
+// all of these are released.
 
 // group is the index record of one (queue, group).
 type group struct {
@@ -220,19 +221,6 @@ func (ix *index) groupsOf(name string) []*group {
 	gs := q.groups
 	q.mu.Unlock()
 	return gs
-}
-
-// walk calls f with the members of every group, one group at a time, until
-// f returns false: the one loop over the whole registry. It holds a group's
-// lock only while it copies the member slice's header, so it never blocks a
-// refresh or a registration for longer than that, and it is weakly
-// consistent like sync.Map.Range. Every entry is in one slice once, retired
-// ones included: callers skip those, and read the key with entryKey where
-// they need it. Handing f a whole slice keeps the per-entry loop free of
-// calls, so that the CPU can have many entries' cache misses in flight.
-func (r *Registry) walk(f func(members []*entry.Entry) bool) {
-	r.mustBeMade()
-	r.ix.groups.Range(func(_ GroupKey, g *group) bool { return f(g.view()) })
 }
 
 // walkBufs are the scratch lists of a sorted walk (Registry.AppendSnapshot).

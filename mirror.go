@@ -341,7 +341,8 @@ type flushRun struct {
 }
 
 // batchFor returns the pending batch of k's part, or nil if that part
-// failed in this flush. Rows come a group at a time, so the part of the
+// failed in this flush. Consecutive rows often share a group (consumers
+// registered together sit together in the walk lists), so the part of the
 // last group is reused.
 func (f *flushRun) batchFor(k Key) *Batch {
 	if gk := (GroupKey{Queue: k.Queue, Group: k.Group}); !f.last.ok || f.last.gk != gk {

@@ -78,6 +78,7 @@ type Registry struct {
 	total       atomic.Int64
 	maxPerGroup int // 0: no limit
 	ix          index
+	lists       []entryList // every entry, for the walks; see walklist.go
 	events      events
 	ctr         *counters // nil unless WithCounters
 	clockSteps  atomic.Int64
@@ -124,6 +125,10 @@ func New(opts ...Option) *Registry {
 	}
 	for i := range r.shards {
 		r.shards[i].init(per)
+	}
+	r.lists = make([]entryList, c.shards)
+	for i := range r.lists {
+		r.lists[i].es = make([]*entry.Entry, 0, per)
 	}
 	return r
 }
@@ -286,6 +291,7 @@ func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat 
 			if err = r.admit(mk.k, fresh); err != nil {
 				return cur, !loaded // an absent key stays absent
 			}
+			r.listOf(fresh).add(fresh)
 			pause(hookJoined)
 			s.live.Add(1)
 			r.events.emit(EventJoined, mk.k, at)
@@ -373,6 +379,7 @@ func (r *Registry) remove(s *shard, mk mkey, e *entry.Entry, seen int64, kind Ev
 		s.live.Add(-1)
 		r.unreserve()
 		r.ix.leave(GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}, cur)
+		r.listOf(cur).drop()
 		r.events.emit(kind, mk.k, now)
 		return cur, true
 	})
@@ -416,8 +423,8 @@ func (r *Registry) Deregister(k Key) bool {
 // correctly stamped heartbeat was at t is thus gone after the first prune
 // past t + 2·ttl, whatever time a faulty clock stamped on a later beat.
 //
-// It visits the groups one at a time, like Snapshot, in O(n), and takes the
-// bucket lock of each consumer it removes. A heartbeat that races with the
+// It reads every consumer once, in no particular order, in O(n), and takes
+// the bucket lock of each consumer it removes. A heartbeat that races with the
 // removal of its consumer is never lost: either the heartbeat lands first
 // and the consumer stays, or the removal does and the heartbeat registers
 // the consumer again.

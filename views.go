@@ -127,8 +127,8 @@ func (r *Registry) AppendSnapshot(dst []Consumer, now time.Time, ttl time.Durati
 
 // All returns an iterator over every consumer, in no particular order,
 // without copying the registry: rows are built one at a time as the caller
-// ranges. It visits the groups one at a time; stopping the range early stops
-// the walk.
+// ranges, and passes each consumer at most once. Stopping the range early
+// stops the walk.
 func (r *Registry) All(now time.Time, ttl time.Duration) iter.Seq[Consumer] {
 	ns := nanotime.FromTime(now)
 	return func(yield func(Consumer) bool) {
@@ -213,7 +213,7 @@ func (c *Counts) Add(s State) {
 }
 
 // Stats counts every consumer by state at now under ttl. It is one pass over
-// the group index, with no allocation and no sort.
+// the registry's walk lists, with no allocation and no sort.
 func (r *Registry) Stats(now time.Time, ttl time.Duration) Counts {
 	w := newWindow(nanotime.FromTime(now), ttl)
 	var st Counts
