@@ -41,3 +41,13 @@ func (r *Registry) QueueSlots(q string) int {
 	defer qu.mu.Unlock()
 	return len(qu.groups)
 }
+
+// WalkListLens returns the length of each of r's walk lists, retired
+// entries included.
+func (r *Registry) WalkListLens() []int {
+	out := make([]int, len(r.lists))
+	for i := range r.lists {
+		out[i] = len(r.lists[i].view())
+	}
+	return out
+}
