@@ -93,6 +93,10 @@ func TestCheckTargets(t *testing.T) {
 		res("refresh/path=key/par=serial/consumers=10000", "mutex", 50, 50, 50),
 		res("refresh/path=key/par=parallel/consumers=10000", "mutex", 100, 100, 100),
 		res("refresh/path=handle/par=parallel/consumers=10000", "registry", 20, 20, 40),
+		res("prune-none/consumers=20000", "registry", 10, 10, 10),
+		res("prune-none/shape=solo/consumers=20000", "registry", 12, 12, 12),
+		res("stats/consumers=20000", "registry", 10, 10, 10),
+		res("stats/shape=solo/consumers=20000", "registry", 20, 20, 20),
 	})
 	got := map[string]TargetCheck{}
 	for _, c := range checkTargets(tbl, []int{2}) {
@@ -104,6 +108,14 @@ func TestCheckTargets(t *testing.T) {
 	// The median round gives 5x, the third round only 2.5x.
 	if c := got["Handle refresh vs mutex keyed refresh, worst round"]; c.Status != statusMissed || c.Value != 2.5 {
 		t.Errorf("handle refresh: %+v", c)
+	}
+	// The solo walks against the grouped ones of the same size, whatever
+	// the size.
+	if c := got["PruneExpired, nothing to prune: solo groups vs 100 a group"]; c.Status != statusMet || c.Value != 1.2 {
+		t.Errorf("solo prune: %+v", c)
+	}
+	if c := got["Stats: solo groups vs 100 a group"]; c.Status != statusMissed || c.Value != 2 {
+		t.Errorf("solo stats: %+v", c)
 	}
 	if c := got["Stats, 1e6 consumers"]; c.Status != statusNotRun {
 		t.Errorf("stats without a stats workload: %+v", c)

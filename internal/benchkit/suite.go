@@ -74,9 +74,15 @@ func Suite(s Sizes) []Case {
 			Only: []string{"registry", "mutex"}, Run: func(b *testing.B, i Impl) { SnapshotGroup(b, i, n) }})
 	}
 	cases = append(cases,
-		Case{Name: "prune-none/" + c(s.Walk), Metric: "ns/op", Run: func(b *testing.B, i Impl) { PruneNone(b, i, s.Walk) }},
+		Case{Name: "prune-none/" + c(s.Walk), Metric: "ns/op", Run: func(b *testing.B, i Impl) { PruneNone(b, i, s.Walk, Grouped) }},
 		Case{Name: "stats/" + c(s.Walk), Metric: "ns/op", Only: []string{"registry", "mutex"},
-			Run: func(b *testing.B, i Impl) { Stats(b, i, s.Walk) }},
+			Run: func(b *testing.B, i Impl) { Stats(b, i, s.Walk, Grouped) }},
+		// The same walks over single-consumer groups: their cost per
+		// consumer must not depend on the shape of the groups.
+		Case{Name: "prune-none/shape=solo/" + c(s.Walk), Metric: "ns/op", Only: []string{"registry"},
+			Run: func(b *testing.B, i Impl) { PruneNone(b, i, s.Walk, Solo) }},
+		Case{Name: "stats/shape=solo/" + c(s.Walk), Metric: "ns/op", Only: []string{"registry"},
+			Run: func(b *testing.B, i Impl) { Stats(b, i, s.Walk, Solo) }},
 		Case{Name: "checkpoint/" + c(s.Walk), Metric: "ns/op", Only: []string{"registry"},
 			Run: func(b *testing.B, i Impl) { Checkpoint(b, i, s.Walk) }},
 	)

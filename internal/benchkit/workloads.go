@@ -86,10 +86,16 @@ func RefreshDuringSnapshots(b *testing.B, impl Impl, n int, snapshots bool) {
 	}
 }
 
-// population returns a registry of n consumers: a tenth expired, a tenth
-// stale and the rest active at T0, and the expired keys.
+// population returns a registry of n consumers of the Grouped shape: a
+// tenth expired, a tenth stale and the rest active at T0, and the expired
+// keys.
 func population(impl Impl, n int) (Registry, []presence.Key) {
-	keys := Keys(n)
+	return populationOf(impl, Grouped, n)
+}
+
+// populationOf is population with keys of the given shape.
+func populationOf(impl Impl, shape Shape, n int) (Registry, []presence.Key) {
+	keys := shape.Keys(0, n)
 	tenth := n / 10
 	r := impl.New(keys[2*tenth:], T0)
 	for _, k := range keys[tenth : 2*tenth] {
@@ -177,10 +183,11 @@ func Memory(b *testing.B, impl Impl, n int, shape Shape) {
 	b.ReportMetric(float64(kb)/float64(n), "keybytes/consumer")
 }
 
-// PruneNone prunes n consumers of which none is expired: the cost of a
-// sweep that finds nothing to do, a walk over every consumer's heartbeat.
-func PruneNone(b *testing.B, impl Impl, n int) {
-	r := impl.New(Keys(n), T0)
+// PruneNone prunes n consumers of the given shape of which none is
+// expired: the cost of a sweep that finds nothing to do, a walk over every
+// consumer's heartbeat.
+func PruneNone(b *testing.B, impl Impl, n int, shape Shape) {
+	r := impl.New(shape.Keys(0, n), T0)
 	settle(b)
 	defer onCPU(b)()
 	for i := 0; i < b.N; i++ {
@@ -195,9 +202,9 @@ type Statser interface {
 	Stats(now time.Time, ttl time.Duration) presence.Counts
 }
 
-// Stats counts n consumers by state.
-func Stats(b *testing.B, impl Impl, n int) {
-	r, _ := population(impl, n)
+// Stats counts n consumers of the given shape by state.
+func Stats(b *testing.B, impl Impl, n int, shape Shape) {
+	r, _ := populationOf(impl, shape, n)
 	st, ok := r.(Statser)
 	if !ok {
 		b.Skipf("%s has no Stats", impl.Name)
