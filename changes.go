@@ -53,9 +53,9 @@ func (r *Registry) MarkChanged(k Key) bool {
 		sl.e.SetFlag(entry.FlagDirty, true)
 		return true
 	}
-	// A registration in progress has put its entry in its group, where
-	// CollectChanged may have passed it and cleared its mark, but not yet
-	// in its shard, where lookup looks. Its compute holds the key's bucket
+	// A registration in progress has put its entry in its group and its
+	// walk list, where CollectChanged may have passed it and cleared its
+	// mark, but not yet in its shard, where lookup looks. Its compute holds the key's bucket
 	// lock until the entry is in the shard, so a compute on the key finds
 	// it there, or finds the key absent for good.
 	found := false

@@ -25,7 +25,8 @@ const (
 	// retired it or recorded the deletion for mirrors.
 	hookDeregisterRecorded
 	// hookJoined: a registration has put its new entry in its group and
-	// not yet in its shard. Unlike the others, this point is reached under
+	// in its walk list (walklist.go), where walks see it, and not yet in
+	// its shard's map, where lookups do. Unlike the others, this point is reached under
 	// the key's bucket lock (and, for a key in its shard's spill, under the
 	// spill's mutex): a test may not run an operation on that key, or on a
 	// spilled key of that shard, from it on the same goroutine.
