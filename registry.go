@@ -277,8 +277,8 @@ func (r *Registry) register(s *shard, h uint64, k *Key, leases uint32, ttl uint3
 // one key's events are emitted in the order they happened (see remove);
 // beat says whether this is a heartbeat, for the counters. Under that lock
 // a new entry enters its group (admit), then its walk list, then the
-// shard's map: a walk may pass it before a lookup finds it, never after
-// (MarkChanged relies on that order).
+// shard's map: a walk can see it before a lookup can, never the other way
+// round (MarkChanged relies on that order).
 func (r *Registry) upsert(s *shard, mk mkey, fresh *entry.Entry, at int64, beat bool, update func(*entry.Entry) bool) (*entry.Entry, error) {
 	for {
 		var live *entry.Entry
