@@ -1,9 +1,24 @@
 package presence
 
-// IndexSizes returns the number of groups and queues in r's group index, so
-// that tests can check that empty ones are removed.
+// IndexSizes returns the number of groups in r's group index, and of its
+// queue lists (one per queue hash: as many as queues unless queue hashes
+// collide), so that tests can check that empty ones are removed. Groups are
+// those in the lists, dead ones included, plus any that groups or its spill
+// hold beyond the lists' groups that should be there.
 func (r *Registry) IndexSizes() (groups, queues int) {
-	return r.ix.groups.Size(), r.ix.queues.Size()
+	mapped := 0
+	r.ix.queues.Range(func(_ uint64, head *group) bool {
+		for g := head; g != nil; g = g.next.Load() {
+			groups++
+			if g.mapped {
+				mapped++
+			}
+		}
+		return true
+	})
+	r.ix.spillMu.Lock()
+	defer r.ix.spillMu.Unlock()
+	return groups + r.ix.groups.Size() + len(r.ix.spill) - mapped, r.ix.queues.Size()
 }
 
 // HashKey returns r's hash of k.
@@ -23,23 +38,23 @@ func (r *Registry) DeletionRecords() int { return int(r.dels.n.Load()) }
 // GroupSlots returns the length of group g's member list, retired members
 // included, or -1 if the group is not indexed.
 func (r *Registry) GroupSlots(g GroupKey) int {
-	grp, ok := r.ix.groups.Load(g)
-	if !ok {
+	grp := r.ix.group(g)
+	if grp == nil {
 		return -1
 	}
 	return len(grp.view())
 }
 
-// QueueSlots returns the length of queue q's list of groups, dead groups
+// QueueSlots returns the number of groups in queue q's list, dead groups
 // included, or -1 if the queue is not indexed.
 func (r *Registry) QueueSlots(q string) int {
-	qu, ok := r.ix.queues.Load(q)
-	if !ok {
-		return -1
+	n := -1
+	for g := r.ix.list(q); g != nil; g = g.next.Load() {
+		if g.key().Queue == q {
+			n = max(n, 0) + 1
+		}
 	}
-	qu.mu.Lock()
-	defer qu.mu.Unlock()
-	return len(qu.groups)
+	return n
 }
 
 // WalkListLens returns the length of each of r's walk lists, retired

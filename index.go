@@ -2,9 +2,11 @@ package presence
 
 import (
 	"cmp"
+	"hash/maphash"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/puzpuzpuz/xsync/v3"
 
@@ -15,179 +17,294 @@ import (
 //
 // Per-group and per-queue views must cost what the group or queue holds, not
 // what the registry holds, so the registry keeps a secondary index: every
-// (queue, group) that has consumers maps to a group holding its entries, and
-// every queue maps to the list of its groups. The index is written only when
-// a consumer registers or is removed. A refresh never touches it. The ordered
-// walks (Snapshot) and the per-group counts go through it too; the
+// (queue, group) that has consumers has a group record holding its entries,
+// and every queue has a list of its groups. The index is written only when
+// a consumer registers or is removed. A refresh never touches it. The
+// ordered walks (Snapshot) and the per-group counts go through it too; the
 // unordered whole-registry walk does not (Registry.walk reads the walk
 // lists of walklist.go, whose cost per consumer does not depend on the
 // groups' sizes).
 //
-// Members are kept in a slice that only grows at its end between
-// compactions: a leaving member stays in it, retired, until the retired ones
-// outnumber the live ones and the slice is rebuilt without them. A reader
-// copies the slice header under the group's lock and reads the elements
-// without it: appends write past the reader's length, and a compaction
-// builds a new array, so what a reader holds never changes. A group of one
-// keeps its member in the group record itself and costs no slice of its
-// own; the same goes for a queue of one group.
+// A queue of one group of one consumer, as with a queue per device, must
+// cost little: its index is one 48-byte record and one 16-byte map node.
+// Both maps are keyed by 64-bit hashes alone, as the shards are (shard.go),
+// so their nodes hold no strings:
 //
-// The records hold no copies of their keys: the map keys are the strings of
-// the group's first member, which an entry never changes (internal/entry).
+//   - queues maps a queue's hash to the head of a list of groups linked
+//     through the records' next pointers. The list holds every group whose
+//     queue has that hash, so queues whose hashes are equal share a list,
+//     and a reader skips the other queues' groups. A group that finds the
+//     list empty becomes its head, and stays the head until it dies; any
+//     other goes in right after the head.
+//   - groups maps a group's hash (the first two steps of hashKey) to its
+//     record, for every group that was not made as a list's head: a group
+//     is found as its list's head or in groups. A group whose hash another
+//     group holds there goes to the spill, a plain map under a mutex, as a
+//     shard's colliding keys do; spilled counts the spill's groups, so
+//     that while it is empty, which it nearly always is, a miss takes no
+//     lock.
+//
+// Every group is made and removed under the bucket lock of its queue's hash
+// in queues (Compute), which therefore orders everything that happens to
+// the lists and to groups: a group is linked and entered in groups in one
+// step, and taken out of both in one step. Readers take no lock. They
+// follow the next pointers, which, with inserts only after the head and
+// unlinks that leave the unlinked group's own pointer as it was, always
+// point further along the list: a reader sees every group that stays in
+// the list throughout its walk, and none twice. It skips dead groups.
+//
+// Members are kept in an array that only grows at its end between
+// compactions: a leaving member stays in it, retired, until the retired
+// ones outnumber the live ones and the array is rebuilt without them. A
+// reader copies the array's pointer and length under the group's lock and
+// reads the elements without it: appends write past the reader's length,
+// and a compaction builds a new array, so what a reader holds never
+// changes. A group's first array is its first member field itself, so a
+// group of one costs no array of its own.
+//
+// The records hold no copies of their keys: a group's key is the strings of
+// its first member, which an entry never changes (internal/entry), and
+// which the group keeps referenced after that member leaves.
 //
 // Lock order: a shard's bucket lock (registration joins the group inside the
 // shard's Compute, so an entry is in its group before it is visible in its
-// shard), then group.mu, then the groups map's bucket, then queue.mu, then
-// the queues map's bucket. A walk list's mutex (walklist.go) is taken after
-// all of these are released.
+// shard), then group.mu, then the queues map's bucket, then the groups
+// map's bucket, then the spill's mutex. A walk list's mutex (walklist.go)
+// is taken after all of these are released.
 
-// group is the index record of one (queue, group).
+// group is the index record of one (queue, group): 48 bytes on a 64-bit
+// platform.
 type group struct {
-	q  *queue
 	mu sync.Mutex
-	// members are the group's entries, retired ones included until the
-	// next compaction; readers skip retired entries.
-	members []*entry.Entry
-	one     [1]*entry.Entry // the first member's slot: members' first array
-	live    int32           // members that have joined and not left
-	gone    int32           // members that left since the last compaction
-	// dead is set, under mu, when the last member leaves and the group is
-	// being unlinked; a joiner that finds it dead looks the group up again.
-	// It is atomic because its queue reads it, under the queue's lock only,
-	// when it drops dead groups from its list.
-	dead atomic.Bool
+	// n and c are the length and capacity of the member array at ms,
+	// retired members included until the next compaction; readers skip
+	// retired members. ms, n and c change only under mu. A group would need
+	// 2^31 members, over 100 GiB of entries, to overflow them.
+	n, c int32
+	// first is the group's first member: its key, and its first array.
+	first *entry.Entry
+	ms    **entry.Entry
+	// live counts the members that have joined and not left. It is
+	// written under mu; it drops to 0 only when the last member leaves,
+	// and the group is then dead for good: a joiner that finds it dead
+	// looks the group up again, and readers of the queue's list skip it.
+	live atomic.Int32
+	// mapped is set if the group is in groups (it was not made as its
+	// list's head). It never changes.
+	mapped bool
+	// next is the next group in the list of the queue's hash.
+	next atomic.Pointer[group]
 }
 
-// queue is the index record of one queue: the list of its groups.
-type queue struct {
-	mu     sync.Mutex
-	groups []*group // dead groups included until the next compaction
-	one    [1]*group
-	live   int32
-	gone   int32
-	dead   bool
-}
-
+// index is the group index: see the comment at the top of this file.
 type index struct {
-	groups *xsync.MapOf[GroupKey, *group]
-	queues *xsync.MapOf[string, *queue]
-	spare  atomic.Pointer[walkBufs] // see sortedGroups
+	seed    maphash.Seed // the registry's
+	hmask   uint64       // the registry's
+	queues  *xsync.MapOf[uint64, *group]
+	groups  *xsync.MapOf[uint64, *group]
+	spilled atomic.Int64
+	spillMu sync.Mutex
+	spill   map[GroupKey]*group      // keys are the groups' own strings
+	spare   atomic.Pointer[walkBufs] // see sortedGroups
 }
 
-func newIndex() index {
-	return index{
-		groups: xsync.NewMapOf[GroupKey, *group](),
-		queues: xsync.NewMapOf[string, *queue](),
+// init makes the index's maps. queues is sized for presize queues (0:
+// small, and grows); groups, which holds only the groups that share a
+// queue, starts small whatever the hint, so that a registry of one group
+// per queue keeps it empty and cached.
+func (ix *index) init(seed maphash.Seed, hmask uint64, presize int) {
+	opts := []func(*xsync.MapConfig){}
+	if presize > 0 {
+		opts = append(opts, xsync.WithPresize(presize))
 	}
+	ix.seed, ix.hmask = seed, hmask
+	ix.queues = xsync.NewMapOfWithHasher[uint64, *group](hashSelf, opts...)
+	ix.groups = xsync.NewMapOfWithHasher[uint64, *group](hashSelf)
 }
+
+// hashes returns the hashes of gk's queue and of gk itself.
+func (ix *index) hashes(gk GroupKey) (qh, gh uint64) {
+	qh = maphash.String(ix.seed, gk.Queue)
+	gh = chainHash(qh) ^ maphash.String(ix.seed, gk.Group)
+	return qh & ix.hmask, gh & ix.hmask
+}
+
+// key returns the group's key: its first member's strings.
+func (g *group) key() GroupKey {
+	q, grp, _ := g.first.Key()
+	return GroupKey{Queue: q, Group: grp}
+}
+
+// is reports whether gk is the group's key.
+func (g *group) is(gk GroupKey) bool { return g.key() == gk }
 
 // join adds e to its group, creating the group if needed. It fails with
 // ErrGroupFull if the group already has limit members (limit 0: none). gk's
 // strings must be e's own: a new group keeps them as its keys.
 func (ix *index) join(gk GroupKey, e *entry.Entry, limit int) error {
+	qh, gh := ix.hashes(gk)
 	for {
-		created := false
-		g, _ := ix.groups.LoadOrCompute(gk, func() *group {
-			created = true
-			return ix.newGroup(gk, e)
-		})
-		if created {
-			return nil
+		g := ix.load(qh, gh, gk)
+		if g == nil {
+			var created bool
+			if g, created = ix.create(qh, gh, gk, e); created {
+				return nil
+			}
 		}
 		g.mu.Lock()
-		if g.dead.Load() {
+		live := g.live.Load()
+		if live == 0 { // dead: its last member left since we found it
 			g.mu.Unlock()
 			continue
 		}
-		if limit > 0 && int(g.live) >= limit {
+		if limit > 0 && int(live) >= limit {
 			g.mu.Unlock()
 			return ErrGroupFull
 		}
-		g.members = append(g.members, e)
-		g.live++
+		g.add(e)
 		g.mu.Unlock()
 		return nil
 	}
 }
 
-// newGroup makes the record of a new group whose first member is e, and
-// adds it to its queue. It runs inside the groups map's compute, so each
-// group is made once, and the group is published with e in it.
-func (ix *index) newGroup(gk GroupKey, e *entry.Entry) *group {
-	g := &group{live: 1}
-	g.one[0] = e
-	g.members = g.one[:]
-	for {
-		created := false
-		q, _ := ix.queues.LoadOrCompute(gk.Queue, func() *queue {
-			created = true
-			q := &queue{live: 1}
-			q.one[0] = g
-			q.groups = q.one[:]
-			return q
-		})
-		g.q = q
-		if created {
-			return g
-		}
-		q.mu.Lock()
-		if q.dead {
-			q.mu.Unlock()
-			continue
-		}
-		q.groups = append(q.groups, g)
-		q.live++
-		q.mu.Unlock()
+// load returns gk's group, or nil. It takes no lock unless the spill holds
+// groups. It finds every group that exists throughout the call; it may
+// miss one being made, and may return one that is dying.
+func (ix *index) load(qh, gh uint64, gk GroupKey) *group {
+	if g, ok := ix.queues.Load(qh); ok && g.is(gk) {
 		return g
 	}
+	return ix.loadMapped(gh, gk)
 }
 
-// leave removes e from its group, and the group from the index when it was
-// the last member.
+// loadMapped returns gk's group if it is in groups, or nil.
+func (ix *index) loadMapped(gh uint64, gk GroupKey) *group {
+	if g, ok := ix.groups.Load(gh); ok && g.is(gk) {
+		return g
+	}
+	if ix.spilled.Load() == 0 {
+		return nil
+	}
+	ix.spillMu.Lock()
+	defer ix.spillMu.Unlock()
+	return ix.spill[gk]
+}
+
+// create makes gk's group with e as its only member, under the bucket lock
+// of the queue's hash, so that a group is made once. If the group exists,
+// made by another registration or dying, create returns it instead, with
+// created false.
+func (ix *index) create(qh, gh uint64, gk GroupKey, e *entry.Entry) (g *group, created bool) {
+	ix.queues.Compute(qh, func(head *group, loaded bool) (*group, bool) {
+		if !loaded {
+			g, created = newGroup(e, false), true
+			return g, false
+		}
+		// Under this lock, no group of this queue is made or removed.
+		if head.is(gk) {
+			g = head
+		} else if g = ix.loadMapped(gh, gk); g == nil {
+			g, created = newGroup(e, true), true
+			g.next.Store(head.next.Load())
+			head.next.Store(g)
+			ix.enter(gh, g)
+		}
+		return head, false
+	})
+	return g, created
+}
+
+// newGroup returns the record of a new group whose only member is e.
+func newGroup(e *entry.Entry, mapped bool) *group {
+	g := &group{first: e, n: 1, c: 1, mapped: mapped}
+	g.ms = &g.first
+	g.live.Store(1)
+	return g
+}
+
+// enter puts g in groups, or in the spill if another group holds its hash.
+// The bucket lock of g's queue's hash is held.
+func (ix *index) enter(gh uint64, g *group) {
+	ix.groups.Compute(gh, func(cur *group, loaded bool) (*group, bool) {
+		if !loaded {
+			return g, false
+		}
+		ix.spillMu.Lock()
+		defer ix.spillMu.Unlock()
+		if ix.spill == nil {
+			ix.spill = map[GroupKey]*group{}
+		}
+		ix.spill[g.key()] = g
+		ix.spilled.Add(1)
+		return cur, false
+	})
+}
+
+// add appends e to g's members. g.mu is held.
+func (g *group) add(e *entry.Entry) {
+	g.set(append(unsafe.Slice(g.ms, g.c)[:g.n], e))
+	g.live.Add(1)
+}
+
+// set makes ms g's member array. g.mu is held.
+func (g *group) set(ms []*entry.Entry) {
+	g.ms, g.n, g.c = unsafe.SliceData(ms), int32(len(ms)), int32(cap(ms))
+}
+
+// leave removes e from its group, and the group from the index when e was
+// its last member.
 func (ix *index) leave(gk GroupKey, e *entry.Entry) {
-	g, ok := ix.groups.Load(gk)
-	if !ok {
+	qh, gh := ix.hashes(gk)
+	g := ix.load(qh, gh, gk)
+	if g == nil {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.dead.Load() {
+	if live := g.live.Add(-1); live > 0 {
+		g.compactIfSparse(live)
 		return
 	}
-	g.live--
-	g.gone++
-	if g.live > 0 {
-		g.compactIfSparse()
-		return
-	}
-	g.dead.Store(true)
-	ix.groups.Compute(gk, func(cur *group, loaded bool) (*group, bool) {
-		return cur, !loaded || cur == g
+	ix.queues.Compute(qh, func(head *group, _ bool) (*group, bool) {
+		if g.mapped {
+			ix.unmap(gh, gk, g)
+		}
+		next := g.next.Load()
+		if head == g {
+			return next, next == nil
+		}
+		for p := head; p != nil; p = p.next.Load() {
+			if p.next.Load() == g {
+				p.next.Store(next)
+				break
+			}
+		}
+		return head, false
 	})
-	q := g.q
-	q.mu.Lock()
-	q.live--
-	q.gone++
-	switch {
-	case q.live == 0:
-		q.dead = true
-		ix.queues.Compute(gk.Queue, func(cur *queue, loaded bool) (*queue, bool) {
-			return cur, !loaded || cur == q
-		})
-	case q.gone > q.live:
-		q.groups = compact(q.groups, int(q.live), func(g *group) bool { return !g.dead.Load() })
-		q.gone = 0
-	}
-	q.mu.Unlock()
 }
 
-// compactIfSparse rebuilds the member list without its retired entries
-// once the departed outnumber the live. g.mu is held.
-func (g *group) compactIfSparse() {
-	if g.gone > g.live {
-		g.members = compact(g.members, int(g.live), (*entry.Entry).Live)
-		g.gone = 0
+// unmap takes g out of groups, or out of the spill. The bucket lock of its
+// queue's hash is held.
+func (ix *index) unmap(gh uint64, gk GroupKey, g *group) {
+	ix.groups.Compute(gh, func(cur *group, loaded bool) (*group, bool) {
+		if loaded && cur == g {
+			return cur, true
+		}
+		ix.spillMu.Lock()
+		defer ix.spillMu.Unlock()
+		delete(ix.spill, gk)
+		ix.spilled.Add(-1)
+		return cur, !loaded
+	})
+}
+
+// compactIfSparse rebuilds the member array without its retired entries
+// once they outnumber the live ones. g.mu is held.
+func (g *group) compactIfSparse(live int32) {
+	if g.n-live <= live {
+		return
 	}
+	g.set(compact(unsafe.Slice(g.ms, g.n), int(live), (*entry.Entry).Live))
 }
 
 // compact returns a new slice of the elements of xs that keep accepts,
@@ -202,25 +319,51 @@ func compact[T any](xs []T, n int, keep func(T) bool) []T {
 	return out
 }
 
-// view returns g's member slice as it is now. The caller may read it
+// view returns g's members as they are now. The caller may read them
 // without the lock, and must skip retired members.
 func (g *group) view() []*entry.Entry {
 	g.mu.Lock()
-	ms := g.members
+	ms, n := g.ms, g.n
 	g.mu.Unlock()
-	return ms
+	return unsafe.Slice(ms, n)
 }
 
-// groupsOf returns the live groups of queue name.
-func (ix *index) groupsOf(name string) []*group {
-	q, ok := ix.queues.Load(name)
-	if !ok {
-		return nil
+// group returns gk's group, or nil.
+func (ix *index) group(gk GroupKey) *group {
+	qh, gh := ix.hashes(gk)
+	return ix.load(qh, gh, gk)
+}
+
+// list returns the head of the list of queue's hash, or nil.
+func (ix *index) list(queue string) *group {
+	qh, _ := ix.hashes(GroupKey{Queue: queue})
+	head, _ := ix.queues.Load(qh)
+	return head
+}
+
+// eachOf calls f with every live group of queue.
+func (ix *index) eachOf(queue string, f func(*group)) {
+	for g := ix.list(queue); g != nil; g = g.next.Load() {
+		if g.live.Load() > 0 && g.key().Queue == queue {
+			f(g)
+		}
 	}
-	q.mu.Lock()
-	gs := q.groups
-	q.mu.Unlock()
-	return gs
+}
+
+// each calls f with every live group, the groups of a list one after the
+// other, until f returns false. It takes no lock but the buckets' of
+// queues, one at a time, while it copies a bucket (xsync's Range), and is
+// weakly consistent like sync.Map.Range: it sees every group that is live
+// throughout, once.
+func (ix *index) each(f func(*group) bool) {
+	ix.queues.Range(func(_ uint64, head *group) bool {
+		for g := head; g != nil; g = g.next.Load() {
+			if g.live.Load() > 0 && !f(g) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // walkBufs are the scratch lists of a sorted walk (Registry.AppendSnapshot).
@@ -245,8 +388,8 @@ func (ix *index) sortedGroups() *walkBufs {
 		buf = new(walkBufs)
 	}
 	gs := buf.groups[:0]
-	ix.groups.Range(func(k GroupKey, g *group) bool {
-		gs = append(gs, keyedGroup{k, g})
+	ix.each(func(g *group) bool {
+		gs = append(gs, keyedGroup{g.key(), g})
 		return true
 	})
 	slices.SortFunc(gs, func(a, b keyedGroup) int { return compareGroupKeys(a.k, b.k) })

@@ -111,10 +111,10 @@ func New(opts ...Option) *Registry {
 		seed:        maphash.MakeSeed(),
 		hmask:       ^uint64(0) &^ c.hashClear,
 		step:        uint64(c.maxStep),
-		ix:          newIndex(),
 		ttlMin:      int64(c.ttlMin),
 		ttlMax:      int64(c.ttlMax),
 	}
+	r.ix.init(r.seed, r.hmask, c.presize)
 	r.events.dropped = xsync.NewCounter()
 	if c.counters {
 		r.ctr = newCounters()

@@ -183,12 +183,20 @@ func sameKey(e *entry.Entry, k *Key) bool {
 // hash). The hash is therefore not stable across processes: nothing
 // persisted or shared may depend on it (presenceredis tags its keys with its
 // own xxhash).
+//
+// Its first two steps are the group index's hash of the key's group
+// (index.hashes).
 func hashKey(seed maphash.Seed, k *Key) uint64 {
-	const mul = 0x9e3779b185ebca87 // 2^64 / golden ratio, odd
 	h := maphash.String(seed, k.Queue)
-	h = (h^h>>29)*mul ^ maphash.String(seed, k.Group)
-	h = (h^h>>29)*mul ^ maphash.String(seed, k.Consumer)
+	h = chainHash(h) ^ maphash.String(seed, k.Group)
+	h = chainHash(h) ^ maphash.String(seed, k.Consumer)
 	return h
+}
+
+// chainHash is the step between two strings' hashes in hashKey.
+func chainHash(h uint64) uint64 {
+	const mul = 0x9e3779b185ebca87 // 2^64 / golden ratio, odd
+	return (h ^ h>>29) * mul
 }
 
 // newEntry allocates the entry for k (see entry.New) and returns it with its

@@ -160,8 +160,8 @@ func (r *Registry) Lookup(k Key, now time.Time, ttl time.Duration) (Consumer, bo
 // member pointers.
 func (r *Registry) SnapshotGroup(g GroupKey, now time.Time, ttl time.Duration) []Consumer {
 	r.mustBeMade()
-	grp, ok := r.ix.groups.Load(g)
-	if !ok {
+	grp := r.ix.group(g)
+	if grp == nil {
 		return []Consumer{}
 	}
 	return rows(grp.view(), nanotime.FromTime(now), ttl)
@@ -173,9 +173,7 @@ func (r *Registry) SnapshotGroup(g GroupKey, now time.Time, ttl time.Duration) [
 func (r *Registry) SnapshotQueue(queue string, now time.Time, ttl time.Duration) []Consumer {
 	r.mustBeMade()
 	var members []*entry.Entry
-	for _, g := range r.ix.groupsOf(queue) {
-		members = append(members, g.view()...)
-	}
+	r.ix.eachOf(queue, func(g *group) { members = append(members, g.view()...) })
 	return rows(members, nanotime.FromTime(now), ttl)
 }
 
@@ -268,10 +266,10 @@ func (r *Registry) CountActiveByGroup(now time.Time, ttl time.Duration) map[Grou
 func (r *Registry) eachGroupCount(now time.Time, ttl time.Duration, f func(GroupKey, Counts)) {
 	r.mustBeMade()
 	w := newWindow(nanotime.FromTime(now), ttl)
-	r.ix.groups.Range(func(gk GroupKey, g *group) bool {
+	r.ix.each(func(g *group) bool {
 		var c Counts
 		c.count(g.view(), &w)
-		f(gk, c)
+		f(g.key(), c)
 		return true
 	})
 }
