@@ -15,6 +15,8 @@ const (
 	HookBeforeRetire       = hookBeforeRetire
 	HookDeregisterRecorded = hookDeregisterRecorded
 	HookJoined             = hookJoined
+	HookGroupLoaded        = hookGroupLoaded
+	HookListStep           = hookListStep
 )
 
 // HookPoint names a pause point.

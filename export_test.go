@@ -8,13 +8,13 @@ package presence
 func (r *Registry) IndexSizes() (groups, queues int) {
 	mapped := 0
 	r.ix.queues.Range(func(_ uint64, head *group) bool {
-		for g := head; g != nil; g = g.next.Load() {
+		return walkList(head, func(g *group) bool {
 			groups++
 			if g.mapped {
 				mapped++
 			}
-		}
-		return true
+			return true
+		})
 	})
 	r.ix.spillMu.Lock()
 	defer r.ix.spillMu.Unlock()
@@ -49,11 +49,12 @@ func (r *Registry) GroupSlots(g GroupKey) int {
 // included, or -1 if the queue is not indexed.
 func (r *Registry) QueueSlots(q string) int {
 	n := -1
-	for g := r.ix.list(q); g != nil; g = g.next.Load() {
+	walkList(r.ix.list(q), func(g *group) bool {
 		if g.key().Queue == q {
 			n = max(n, 0) + 1
 		}
-	}
+		return true
+	})
 	return n
 }
 
@@ -64,5 +65,21 @@ func (r *Registry) WalkListLens() []int {
 	for i := range r.lists {
 		out[i] = len(r.lists[i].view())
 	}
+	return out
+}
+
+// QueueGroups returns the keys of queue q's live groups as the index lists
+// them, a group as often as the list walk meets it.
+func (r *Registry) QueueGroups(q string) []GroupKey {
+	var out []GroupKey
+	r.ix.eachOf(q, func(g *group) { out = append(out, g.key()) })
+	return out
+}
+
+// IndexGroups returns the keys of every live group as a walk of the whole
+// index meets them.
+func (r *Registry) IndexGroups() []GroupKey {
+	var out []GroupKey
+	r.ix.each(func(g *group) bool { out = append(out, g.key()); return true })
 	return out
 }

@@ -9,8 +9,8 @@ package presence
 // so that a broken protocol fails the test every time, in a plain go test.
 // Unset, a point costs one load and one predicted branch; none is on the
 // refresh path (the entry's own points are in internal/entry/hooks.go). A
-// point other than hookJoined is never reached under a bucket lock, so a
-// test may run any registry operation from it.
+// point other than hookJoined and hookGroupLoaded is never reached under a
+// bucket lock, so a test may run any registry operation from it.
 
 // hookPoint names a pause point.
 type hookPoint uint8
@@ -31,6 +31,13 @@ const (
 	// spill's mutex): a test may not run an operation on that key, or on a
 	// spilled key of that shard, from it on the same goroutine.
 	hookJoined
+	// hookGroupLoaded: a registration has looked up its group in the
+	// index, found or not, and not yet made or joined it. Like hookJoined,
+	// it is reached under the key's bucket lock, with the same limits.
+	hookGroupLoaded
+	// hookListStep: a walk of a queue's list of groups (index.go) has
+	// passed a group and not yet read the group's next pointer.
+	hookListStep
 )
 
 // testHook is set only by tests (export_mutation_test.go), before the

@@ -145,6 +145,7 @@ func (ix *index) join(gk GroupKey, e *entry.Entry, limit int) error {
 	qh, gh := ix.hashes(gk)
 	for {
 		g := ix.load(qh, gh, gk)
+		pause(hookGroupLoaded)
 		if g == nil {
 			var created bool
 			if g, created = ix.create(qh, gh, gk, e); created {
@@ -341,13 +342,27 @@ func (ix *index) list(queue string) *group {
 	return head
 }
 
+// walkList calls f with the groups of the list from head, dead ones
+// included, until f returns false, and reports whether f did. It takes no
+// lock.
+func walkList(head *group, f func(*group) bool) bool {
+	for g := head; g != nil; g = g.next.Load() {
+		if !f(g) {
+			return false
+		}
+		pause(hookListStep)
+	}
+	return true
+}
+
 // eachOf calls f with every live group of queue.
 func (ix *index) eachOf(queue string, f func(*group)) {
-	for g := ix.list(queue); g != nil; g = g.next.Load() {
+	walkList(ix.list(queue), func(g *group) bool {
 		if g.live.Load() > 0 && g.key().Queue == queue {
 			f(g)
 		}
-	}
+		return true
+	})
 }
 
 // each calls f with every live group, the groups of a list one after the
@@ -357,12 +372,7 @@ func (ix *index) eachOf(queue string, f func(*group)) {
 // throughout, once.
 func (ix *index) each(f func(*group) bool) {
 	ix.queues.Range(func(_ uint64, head *group) bool {
-		for g := head; g != nil; g = g.next.Load() {
-			if g.live.Load() > 0 && !f(g) {
-				return false
-			}
-		}
-		return true
+		return walkList(head, func(g *group) bool { return g.live.Load() == 0 || f(g) })
 	})
 }
 
