@@ -4,7 +4,8 @@ package presence
 // queue lists (one per queue hash: as many as queues unless queue hashes
 // collide), so that tests can check that empty ones are removed. Groups are
 // those in the lists, dead ones included, plus any that groups or its spill
-// hold beyond the lists' groups that should be there.
+// hold beyond the lists' groups that should be there; -1 if the spill's
+// count is wrong.
 func (r *Registry) IndexSizes() (groups, queues int) {
 	mapped := 0
 	r.ix.queues.Range(func(_ uint64, head *group) bool {
@@ -18,6 +19,9 @@ func (r *Registry) IndexSizes() (groups, queues int) {
 	})
 	r.ix.spillMu.Lock()
 	defer r.ix.spillMu.Unlock()
+	if r.ix.spilled.Load() != int64(len(r.ix.spill)) {
+		return -1, -1 // the spill's count is wrong
+	}
 	return groups + r.ix.groups.Size() + len(r.ix.spill) - mapped, r.ix.queues.Size()
 }
 

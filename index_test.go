@@ -287,3 +287,107 @@ func TestRegistrationFindsItsGroupDying(t *testing.T) {
 		})
 	}
 }
+
+// Groups and queues whose hashes are equal all work: with the hash cut to
+// 0 or 1 bits, the groups of two queues share one list or two, the first
+// group of a list is its head and the others share the groups map's slots
+// and its spill. Random registrations and removals, checked after each
+// against a model: every group's and queue's view, the counts, the per-group
+// limit, and an index that holds exactly the groups that have consumers.
+func TestGroupsSharingHashes(t *testing.T) {
+	for _, bits := range []int{-1, 0, 1} {
+		t.Run(fmt.Sprint("hashbits=", bits), func(t *testing.T) {
+			opts := []presence.Option{presence.WithMaxConsumersPerGroup(2)}
+			if bits >= 0 {
+				opts = append(opts, presence.WithHashBits(uint(bits)))
+			}
+			testGroupsSharingHashes(t, presence.New(opts...), scale(3000))
+		})
+	}
+}
+
+func testGroupsSharingHashes(t *testing.T, r *presence.Registry, steps int) {
+	queues, groups, names := []string{"p", "q"}, []string{"a", "b", "c"}, []string{"x", "y", "z"}
+	model := map[presence.GroupKey][]string{} // sorted consumer names
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for step := range steps {
+		k := key(queues[rnd.IntN(2)], groups[rnd.IntN(3)], names[rnd.IntN(3)])
+		gk := presence.GroupKey{Queue: k.Queue, Group: k.Group}
+		i, in := slices.BinarySearch(model[gk], k.Consumer)
+		switch err := r.Heartbeat(k, 0, t0); {
+		case in:
+			require.NoError(t, err)
+			require.True(t, r.Deregister(k))
+			model[gk] = slices.Delete(model[gk], i, i+1)
+		case len(model[gk]) == 2:
+			require.ErrorIs(t, err, presence.ErrGroupFull, "step %d: %v", step, k)
+		default:
+			require.NoError(t, err)
+			model[gk] = slices.Insert(model[gk], i, k.Consumer)
+		}
+		checkIndex(t, r, queues, groups, model)
+		if t.Failed() {
+			t.Fatalf("step %d: %v", step, k)
+		}
+	}
+}
+
+// checkIndex compares every view of the group index with model.
+func checkIndex(t *testing.T, r *presence.Registry, queues, groups []string, model map[presence.GroupKey][]string) {
+	t.Helper()
+	nonEmpty := 0
+	counts := map[presence.GroupKey]presence.Counts{}
+	for _, q := range queues {
+		inQueue := []string{}
+		var want []presence.GroupKey
+		for _, g := range groups {
+			gk := presence.GroupKey{Queue: q, Group: g}
+			ms := append([]string{}, model[gk]...)
+			assert.Equal(t, ms, consumers(r.SnapshotGroup(gk, t0, ttl)), "group %v", gk)
+			if len(ms) > 0 {
+				nonEmpty++
+				want = append(want, gk)
+				counts[gk] = presence.Counts{Active: len(ms)}
+				assert.GreaterOrEqual(t, r.GroupSlots(gk), len(ms), "group %v", gk)
+			} else {
+				assert.Equal(t, -1, r.GroupSlots(gk), "group %v", gk)
+			}
+			inQueue = append(inQueue, ms...)
+		}
+		slices.Sort(inQueue)
+		assert.Equal(t, inQueue, sorted(consumers(r.SnapshotQueue(q, t0, ttl))), "queue %s", q)
+		listed := r.QueueGroups(q)
+		slices.SortFunc(listed, func(a, b presence.GroupKey) int {
+			return presence.CompareKeys(presence.Key{Queue: a.Queue, Group: a.Group}, presence.Key{Queue: b.Queue, Group: b.Group})
+		})
+		assert.Equal(t, want, listed, "queue %s's list", q)
+	}
+	assert.Equal(t, counts, r.CountByGroup(t0, ttl))
+	g, _ := r.IndexSizes()
+	assert.Equal(t, nonEmpty, g, "groups in the index")
+}
+
+func sorted(xs []string) []string {
+	slices.Sort(xs)
+	return xs
+}
+
+// A group's member array keeps departed members until they outnumber the
+// live ones, and is then rebuilt with the live ones alone: ten members
+// leave one by one, and the array's length after each departure is exactly
+// what that rule gives.
+func TestGroupCompactsWhenDepartedOutnumberLive(t *testing.T) {
+	r := presence.New()
+	gk := presence.GroupKey{Queue: "q", Group: "g"}
+	for i := range 10 {
+		beat(t, r, key("q", "g", fmt.Sprint(i)), 0, t0)
+	}
+	var slots []int
+	for i := range 9 {
+		require.True(t, r.Deregister(key("q", "g", fmt.Sprint(i))))
+		slots = append(slots, r.GroupSlots(gk))
+	}
+	// 10 slots until 6 of 10 left; then 4, kept until 3 of them left.
+	assert.Equal(t, []int{10, 10, 10, 10, 10, 4, 4, 4, 1}, slots)
+	assert.Equal(t, []string{"9"}, consumers(r.SnapshotGroup(gk, t0, ttl)))
+}
