@@ -118,7 +118,7 @@ func (ix *index) init(seed maphash.Seed, hmask uint64, presize int) {
 		opts = append(opts, xsync.WithPresize(presize))
 	}
 	ix.seed, ix.hmask = seed, hmask
-	ix.queues = xsync.NewMapOfWithHasher[uint64, *group](hashSelf, opts...)
+	ix.queues = xsync.NewMapOfWithHasher[uint64, *group](hashSelf)
 	ix.groups = xsync.NewMapOfWithHasher[uint64, *group](hashSelf)
 }
 
