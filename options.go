@@ -59,8 +59,10 @@ func WithMaxConsumersPerGroup(n int) Option {
 const maxPresize = 1 << 24
 
 // WithPresize sizes the shards for about n consumers up front, so that a
-// broker that knows its fleet pays no map growth while it registers. n is
-// capped at 16,777,216; n <= 0 keeps the default, small maps that grow.
+// broker that knows its fleet pays no shard growth while it registers. The
+// group index is not presized: how many queues and groups n consumers make
+// is unknown, and its maps grow with them. n is capped at 16,777,216;
+// n <= 0 keeps the default, small maps that grow.
 func WithPresize(n int) Option {
 	return func(c *config) { c.presize = min(n, maxPresize) }
 }

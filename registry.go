@@ -114,7 +114,7 @@ func New(opts ...Option) *Registry {
 		ttlMin:      int64(c.ttlMin),
 		ttlMax:      int64(c.ttlMax),
 	}
-	r.ix.init(r.seed, r.hmask, c.presize)
+	r.ix.init(r.seed, r.hmask)
 	r.events.dropped = xsync.NewCounter()
 	if c.counters {
 		r.ctr = newCounters()
