@@ -387,20 +387,23 @@ type namedEntry struct {
 	e    *entry.Entry
 }
 
-// sortedGroups returns every group with its key, ordered by queue, then
-// group name. The lists are the index's spare ones when no other walk holds
-// them, so that a poller that reuses its rows allocates nothing; the caller
-// gives them back with putBufs.
-func (ix *index) sortedGroups() *walkBufs {
+// sortedGroups returns the groups of queue, or every group if all is set,
+// with their keys, ordered by queue, then group name. The lists are the
+// index's spare ones when no other walk holds them, so that a poller that
+// reuses its rows allocates nothing; the caller gives them back with
+// putBufs.
+func (ix *index) sortedGroups(queue string, all bool) *walkBufs {
 	buf := ix.spare.Swap(nil)
 	if buf == nil {
 		buf = new(walkBufs)
 	}
 	gs := buf.groups[:0]
-	ix.each(func(g *group) bool {
-		gs = append(gs, keyedGroup{g.key(), g})
-		return true
-	})
+	add := func(g *group) { gs = append(gs, keyedGroup{g.key(), g}) }
+	if all {
+		ix.each(func(g *group) bool { add(g); return true })
+	} else {
+		ix.eachOf(queue, add)
+	}
 	slices.SortFunc(gs, func(a, b keyedGroup) int { return compareGroupKeys(a.k, b.k) })
 	buf.groups = gs
 	return buf

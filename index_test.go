@@ -338,7 +338,7 @@ func checkIndex(t *testing.T, r *presence.Registry, queues, groups []string, mod
 	nonEmpty := 0
 	counts := map[presence.GroupKey]presence.Counts{}
 	for _, q := range queues {
-		inQueue := []string{}
+		inQueue := []presence.Key{} // in Snapshot's order: groups and names sorted
 		var want []presence.GroupKey
 		for _, g := range groups {
 			gk := presence.GroupKey{Queue: q, Group: g}
@@ -352,10 +352,15 @@ func checkIndex(t *testing.T, r *presence.Registry, queues, groups []string, mod
 			} else {
 				assert.Equal(t, -1, r.GroupSlots(gk), "group %v", gk)
 			}
-			inQueue = append(inQueue, ms...)
+			for _, c := range ms {
+				inQueue = append(inQueue, key(q, g, c))
+			}
 		}
-		slices.Sort(inQueue)
-		assert.Equal(t, inQueue, sorted(consumers(r.SnapshotQueue(q, t0, ttl))), "queue %s", q)
+		var got []presence.Key
+		for _, c := range r.SnapshotQueue(q, t0, ttl) {
+			got = append(got, c.Key)
+		}
+		assert.Equal(t, inQueue, append([]presence.Key{}, got...), "queue %s", q)
 		listed := r.QueueGroups(q)
 		slices.SortFunc(listed, func(a, b presence.GroupKey) int {
 			return presence.CompareKeys(presence.Key{Queue: a.Queue, Group: a.Group}, presence.Key{Queue: b.Queue, Group: b.Group})
@@ -365,11 +370,6 @@ func checkIndex(t *testing.T, r *presence.Registry, queues, groups []string, mod
 	assert.Equal(t, counts, r.CountByGroup(t0, ttl))
 	g, _ := r.IndexSizes()
 	assert.Equal(t, nonEmpty, g, "groups in the index")
-}
-
-func sorted(xs []string) []string {
-	slices.Sort(xs)
-	return xs
 }
 
 // A group's member array keeps departed members until they outnumber the
