@@ -33,12 +33,14 @@ import (
 //   - queues maps a queue's hash to the head of a list of groups linked
 //     through the records' next pointers. The list holds every group whose
 //     queue has that hash, so queues whose hashes are equal share a list,
-//     and a reader skips the other queues' groups. A group that finds the
-//     list empty becomes its head, and stays the head until it dies; any
-//     other goes in right after the head.
+//     and a reader skips the other queues' groups. A new group goes to the
+//     front of the list, as its head; a dead one is unlinked.
 //   - groups maps a group's hash (the first two steps of hashKey) to its
-//     record, for every group that was not made as a list's head: a group
-//     is found as its list's head or in groups. A group whose hash another
+//     record, for every group that is not, or was not made as, a list's
+//     head: a group made as the head of an empty list, as every group of
+//     a queue of one group is, stays out of it until a newer group
+//     displaces it from the head, and is entered in it then. A group is
+//     found as its list's head or in groups. A group whose hash another
 //     group holds there goes to the spill, a plain map under a mutex, as a
 //     shard's colliding keys do; spilled counts the spill's groups, so
 //     that while it is empty, which it nearly always is, a miss takes no
@@ -46,12 +48,17 @@ import (
 //
 // Every group is made and removed under the bucket lock of its queue's hash
 // in queues (Compute), which therefore orders everything that happens to
-// the lists and to groups: a group is linked and entered in groups in one
-// step, and taken out of both in one step. Readers take no lock. They
-// follow the next pointers, which, with inserts only after the head and
-// unlinks that leave the unlinked group's own pointer as it was, always
-// point further along the list: a reader sees every group that stays in
-// the list throughout its walk, and none twice. It skips dead groups.
+// the lists and to groups: a group is made, linked and if need be its
+// displaced head entered in groups in one step (the head is entered before
+// the new group replaces it, so that a lookup finds it all along), and a
+// dead group is taken out of both in one step. Readers take no lock. They
+// follow the next pointers, which point only at older groups: an unlinked
+// group keeps its own pointer, so a reader standing on it goes on to the
+// rest of the list, and a group made after a reader started is in front of
+// it, out of its reach. So a reader sees every group that stays in the
+// list throughout its walk, and never two groups of one key, even when a
+// group dies and its key comes back while the reader walks. It skips dead
+// groups.
 //
 // Members are kept in an array that only grows at its end between
 // compactions: a leaving member stays in it, retired, until the retired
@@ -89,8 +96,9 @@ type group struct {
 	// and the group is then dead for good: a joiner that finds it dead
 	// looks the group up again, and readers of the queue's list skip it.
 	live atomic.Int32
-	// mapped is set if the group is in groups (it was not made as its
-	// list's head). It never changes.
+	// mapped is set once the group is in groups, where it stays until it
+	// dies. It is written and read under the bucket lock of the queue's
+	// hash.
 	mapped bool
 	// next is the next group in the list of the queue's hash.
 	next atomic.Pointer[group]
@@ -190,41 +198,39 @@ func (ix *index) loadMapped(gh uint64, gk GroupKey) *group {
 	return ix.spill[gk]
 }
 
-// create makes gk's group with e as its only member, under the bucket lock
-// of the queue's hash, so that a group is made once. If the group exists,
-// made by another registration or dying, create returns it instead, with
-// created false.
+// create makes gk's group with e as its only member and puts it at the
+// front of its queue's list, under the bucket lock of the queue's hash, so
+// that a group is made once. If the group exists, made by another
+// registration or dying, create returns it instead, with created false.
 func (ix *index) create(qh, gh uint64, gk GroupKey, e *entry.Entry) (g *group, created bool) {
 	ix.queues.Compute(qh, func(head *group, loaded bool) (*group, bool) {
-		if !loaded {
-			g, created = newGroup(e, false), true
-			return g, false
+		if loaded {
+			// Under this lock, no group of this queue is made or removed.
+			if head.is(gk) {
+				g = head
+				return head, false
+			}
+			if g = ix.loadMapped(gh, gk); g != nil {
+				return head, false
+			}
+			if !head.mapped {
+				_, hgh := ix.hashes(head.key())
+				ix.enter(hgh, head)
+			}
 		}
-		// Under this lock, no group of this queue is made or removed.
-		if head.is(gk) {
-			g = head
-		} else if g = ix.loadMapped(gh, gk); g == nil {
-			g, created = newGroup(e, true), true
-			g.next.Store(head.next.Load())
-			head.next.Store(g)
-			ix.enter(gh, g)
-		}
-		return head, false
+		g, created = &group{first: e, n: 1, c: 1}, true
+		g.ms = &g.first
+		g.live.Store(1)
+		g.next.Store(head)
+		return g, false
 	})
 	return g, created
-}
-
-// newGroup returns the record of a new group whose only member is e.
-func newGroup(e *entry.Entry, mapped bool) *group {
-	g := &group{first: e, n: 1, c: 1, mapped: mapped}
-	g.ms = &g.first
-	g.live.Store(1)
-	return g
 }
 
 // enter puts g in groups, or in the spill if another group holds its hash.
 // The bucket lock of g's queue's hash is held.
 func (ix *index) enter(gh uint64, g *group) {
+	g.mapped = true
 	ix.groups.Compute(gh, func(cur *group, loaded bool) (*group, bool) {
 		if !loaded {
 			return g, false

@@ -161,25 +161,28 @@ func checkUniqueRows(t *testing.T, what string, rows []presence.Consumer) map[pr
 // A reader standing on a group when it is unlinked goes on to the rest of
 // the list. A queue has four groups; the reader's walk pauses after each
 // one in turn (the head, the middle ones, the last), and there the group
-// it stands on leaves, with the group after it for good measure. The walk
-// still lists every group that was there throughout, once.
+// it stands on leaves, with the group after it for good measure, and then,
+// in some runs, both come back as new groups of the same keys. The walk
+// still lists every group that was there throughout, and no key twice.
 func TestQueueListReaderOnUnlinkedGroup(t *testing.T) {
 	for _, bits := range []int{-1, 0} {
 		for at := range 4 {
 			for _, alsoNext := range []bool{false, true} {
-				t.Run(fmt.Sprintf("hashbits=%d/at=%d/next=%v", bits, at, alsoNext), func(t *testing.T) {
-					var opts []presence.Option
-					if bits >= 0 {
-						opts = append(opts, presence.WithHashBits(uint(bits)))
-					}
-					testReaderOnUnlinkedGroup(t, presence.New(opts...), at, alsoNext)
-				})
+				for _, comeBack := range []bool{false, true} {
+					t.Run(fmt.Sprintf("hashbits=%d/at=%d/next=%v/back=%v", bits, at, alsoNext, comeBack), func(t *testing.T) {
+						var opts []presence.Option
+						if bits >= 0 {
+							opts = append(opts, presence.WithHashBits(uint(bits)))
+						}
+						testReaderOnUnlinkedGroup(t, presence.New(opts...), at, alsoNext, comeBack)
+					})
+				}
 			}
 		}
 	}
 }
 
-func testReaderOnUnlinkedGroup(t *testing.T, r *presence.Registry, at int, alsoNext bool) {
+func testReaderOnUnlinkedGroup(t *testing.T, r *presence.Registry, at int, alsoNext, comeBack bool) {
 	for _, g := range []string{"a", "b", "c", "d"} {
 		beat(t, r, key("q", g, "c"), 0, t0)
 	}
@@ -200,13 +203,22 @@ func testReaderOnUnlinkedGroup(t *testing.T, r *presence.Registry, at int, alsoN
 			for _, g := range leave {
 				require.True(t, r.Deregister(key(g.Queue, g.Group, "c")))
 			}
+			for _, g := range leave {
+				if comeBack {
+					beat(t, r, key(g.Queue, g.Group, "c"), 0, t0)
+				}
+			}
 		}
 		step++
 	})
 	got := r.QueueGroups("q")
 	clear()
 	assert.Equal(t, want, got)
-	assert.Equal(t, 4-len(leave), len(r.QueueGroups("q")))
+	n := 4 - len(leave)
+	if comeBack {
+		n = 4
+	}
+	assert.Len(t, r.QueueGroups("q"), n)
 }
 
 // inOtherShard returns the first of mk(0), mk(1), ... whose shard in r is
@@ -237,20 +249,23 @@ func countOf(gs []presence.GroupKey, gk presence.GroupKey) int {
 }
 
 // Two registrations make one group. One finds no group and, about to make
-// it, finds that the other made it meanwhile: as its queue's first group
-// (the list's head), or as a later one (in the groups map). It joins that
-// group instead of making a second.
+// it, finds that the other made it meanwhile: as its list's head, or, once
+// a newer group has displaced it from there, in the groups map. It joins
+// that group instead of making a second.
 func TestRegistrationsRaceToMakeAGroup(t *testing.T) {
 	for _, head := range []bool{true, false} {
 		t.Run(fmt.Sprint("head=", head), func(t *testing.T) {
 			r := presence.New(presence.WithShards(2))
-			if !head {
-				beat(t, r, key("q", "first", "c"), 0, t0)
-			}
 			gk := presence.GroupKey{Queue: "q", Group: "g"}
 			a := key("q", "g", "a")
 			b := inOtherShard(t, r, a, func(i int) presence.Key { return key("q", "g", fmt.Sprint("b", i)) })
-			clear := onceAt(presence.HookGroupLoaded, func() { beat(t, r, b, 0, t0) })
+			later := inOtherShard(t, r, a, func(i int) presence.Key { return key("q", fmt.Sprint("later", i), "c") })
+			clear := onceAt(presence.HookGroupLoaded, func() {
+				beat(t, r, b, 0, t0)
+				if !head { // a newer group displaces g from the list's head into groups
+					beat(t, r, later, 0, t0)
+				}
+			})
 			beat(t, r, a, 0, t0)
 			require.True(t, clear(), "the registration did not reach its pause point")
 			assert.Equal(t, 1, countOf(r.QueueGroups("q"), gk), "groups listed: %v", r.QueueGroups("q"))
@@ -269,13 +284,13 @@ func TestRegistrationFindsItsGroupDying(t *testing.T) {
 	for _, head := range []bool{true, false} {
 		t.Run(fmt.Sprint("head=", head), func(t *testing.T) {
 			r := presence.New(presence.WithShards(2))
-			if !head {
-				beat(t, r, key("q", "first", "c"), 0, t0)
-			}
 			gk := presence.GroupKey{Queue: "q", Group: "g"}
 			a := key("q", "g", "a")
 			old := inOtherShard(t, r, a, func(i int) presence.Key { return key("q", "g", fmt.Sprint("old", i)) })
 			beat(t, r, old, 0, t0)
+			if !head { // a newer group displaces g from the list's head into groups
+				beat(t, r, key("q", "later", "c"), 0, t0)
+			}
 			clear := onceAt(presence.HookGroupLoaded, func() { require.True(t, r.Deregister(old)) })
 			beat(t, r, a, 0, t0)
 			require.True(t, clear(), "the registration did not reach its pause point")
