@@ -448,8 +448,10 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 			// ahead of the clock and not marked Stale, so the pass keeps
 			// it and has nothing to observe; only the TTL it declared
 			// counts. (A retired entry, whose heartbeat is nanotime.None,
-			// passes as Active only where every heartbeat is, and
-			// keeping it is what pruneOne would do.)
+			// passes as Active only where every heartbeat is, or, at the
+			// bottom of the time range, within the TTL it declared;
+			// keeping it is what pruneOne would do, but the TTL of a
+			// consumer that left is not one the pass kept.)
 			if e.Flags()&entry.FlagStale == 0 {
 				hb, declared := e.HB(), e.TTL()
 				st := w.plain(hb)
@@ -457,7 +459,9 @@ func (r *Registry) PruneExpired(now time.Time, ttl time.Duration) int {
 					st = w.own(hb, declared)
 				}
 				if st == Active && hb <= latest {
-					lowerTo(&low, declared)
+					if hb != nanotime.None {
+						lowerTo(&low, declared)
+					}
 					continue
 				}
 			}

@@ -1,0 +1,30 @@
+package presence_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/seed351623e9/presence"
+)
+
+// Adversarial tests of the walk lists, the group index and the prune pass's
+// fast path at the edges of the time range.
+
+// A consumer that left does not keep its declared TTL in play, even at the
+// bottom of the time range, where the heartbeat word of a retired entry
+// (nanotime.None, the smallest int64) is 1 ns older than the earliest time
+// a clock can give: the entry stays in its walk list until the list is
+// compacted, and the prune pass must not count it among those it kept.
+func TestPruneIgnoresRetiredDeclarationAtTimeFloor(t *testing.T) {
+	floor := time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC) // clamps to the earliest nanosecond
+	r := presence.New(presence.WithShards(1))            // one walk list
+	require.NoError(t, r.HeartbeatWithTTL(key("q", "g", "gone"), 0, time.Second, floor))
+	beat(t, r, key("q", "g", "stays"), 0, floor)
+	require.True(t, r.Deregister(key("q", "g", "gone"))) // retired, and kept: 1 retired, 1 live
+	assert.Zero(t, r.PruneExpired(floor, time.Hour))
+	assert.Equal(t, 30*time.Minute, presence.SweepEvery(r, time.Hour),
+		"the sweeper serves the TTL of a consumer that left")
+}
