@@ -1,6 +1,7 @@
 package presence_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -27,4 +28,18 @@ func TestPruneIgnoresRetiredDeclarationAtTimeFloor(t *testing.T) {
 	assert.Zero(t, r.PruneExpired(floor, time.Hour))
 	assert.Equal(t, 30*time.Minute, presence.SweepEvery(r, time.Hour),
 		"the sweeper serves the TTL of a consumer that left")
+}
+
+// Stats allocates nothing, as its doc says, whatever the number of walk
+// lists: a registry on a large machine has more of them (four per P) than
+// a walk can copy into its stack array.
+func TestStatsAllocatesNothingWithManyShards(t *testing.T) {
+	for _, shards := range []int{1, 64, 256} {
+		r := presence.New(presence.WithShards(shards))
+		for i := range 100 {
+			beat(t, r, key("q", "g", fmt.Sprint(i)), 0, t0)
+		}
+		assert.Zero(t, testing.AllocsPerRun(10, func() { r.Stats(t0, ttl) }), "shards=%d", shards)
+		assert.Zero(t, testing.AllocsPerRun(10, func() { r.PruneExpired(t0, ttl) }), "prune, shards=%d", shards)
+	}
 }

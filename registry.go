@@ -126,9 +126,11 @@ func New(opts ...Option) *Registry {
 	for i := range r.shards {
 		r.shards[i].init(per)
 	}
-	r.lists = make([]entryList, c.shards)
+	r.lists = make([]entryList, min(c.shards, maxLists)) // both powers of two
 	for i := range r.lists {
-		r.lists[i].es = make([]*entry.Entry, 0, per)
+		if c.presize > 0 {
+			r.lists[i].es = make([]*entry.Entry, 0, c.presize/len(r.lists)+1)
+		}
 	}
 	return r
 }

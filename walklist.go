@@ -15,10 +15,10 @@ import (
 // group index costs a map node and a group record per group before the
 // first entry is reached: for a registry of one-consumer groups, three
 // dependent cache misses per consumer. So the registry also keeps every
-// entry in one of a few dense lists, as many as it has shards, and a walk
-// reads the lists one after the other: sequential reads of pointer arrays,
-// and entry loads that do not depend on each other, which the CPU
-// overlaps.
+// entry in one of a few dense lists, as many as it has shards up to
+// maxLists, and a walk reads the lists one after the other: sequential
+// reads of pointer arrays, and entry loads that do not depend on each
+// other, which the CPU overlaps.
 //
 // An entry's list is picked by its address, one heap page (listStripe) at
 // a time, not by its key's hash. Entries registered one after another sit
@@ -58,6 +58,15 @@ import (
 // removal takes it under the key's bucket lock (and the spill's mutex, for
 // a spilled key), after the group index's locks are released, and takes
 // nothing else while it holds it.
+
+// maxLists caps the number of walk lists. A walk copies every list's
+// header before it reads any entry, into an array on its stack, so that
+// Stats and PruneExpired allocate nothing; with more lists than the array
+// holds it would allocate on every call, as a registry with the default
+// four shards per P does on a machine of more than 16 cores, and a
+// registry of WithShards(65536) would take 65536 locks to count nothing.
+// A list's lock is held for an append, so 64 of them serve any core count.
+const maxLists = 64
 
 // listStripe is the log2 of the span of addresses that map to one list:
 // 8 KiB, the runtime's page, from which it carves small objects of one
@@ -130,7 +139,7 @@ func (l *entryList) view() []*entry.Entry {
 // have many entries' cache misses in flight.
 func (r *Registry) walk(f func(es []*entry.Entry) bool) {
 	r.mustBeMade()
-	var stack [64][]*entry.Entry // the headers, on the stack for up to 64 lists
+	var stack [maxLists][]*entry.Entry // the headers, on the stack
 	views := stack[:0]
 	for i := range r.lists {
 		views = append(views, r.lists[i].view())
