@@ -385,6 +385,7 @@ func (ix *index) each(f func(*group) bool) {
 type walkBufs struct {
 	groups  []keyedGroup
 	members []namedEntry
+	filled  int // the longest members has been since the last putBufs
 }
 
 // namedEntry is a member with its consumer name, to be sorted by it.
@@ -429,14 +430,18 @@ func (buf *walkBufs) sortedMembers(g *group) []namedEntry {
 		slices.SortFunc(ms, func(a, b namedEntry) int { return cmp.Compare(a.name, b.name) })
 	}
 	buf.members = ms
+	buf.filled = max(buf.filled, len(ms))
 	return ms
 }
 
 // putBufs clears buf, so that it holds nothing alive, and keeps it as the
-// spare.
+// spare. The member list is cleared as far as the walk's largest group
+// filled it: each group reused it from the start, so a larger group sorted
+// before the last one left members past its end.
 func (ix *index) putBufs(buf *walkBufs) {
 	clear(buf.groups)
-	clear(buf.members)
+	clear(buf.members[:buf.filled])
+	buf.filled = 0
 	ix.spare.Store(buf)
 }
 
