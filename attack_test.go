@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,4 +43,30 @@ func TestStatsAllocatesNothingWithManyShards(t *testing.T) {
 		assert.Zero(t, testing.AllocsPerRun(10, func() { r.Stats(t0, ttl) }), "shards=%d", shards)
 		assert.Zero(t, testing.AllocsPerRun(10, func() { r.PruneExpired(t0, ttl) }), "prune, shards=%d", shards)
 	}
+}
+
+// A walk list does not keep the entries of consumers that left in
+// proportion to the number of live ones whatever their size: a client that
+// registers and removes one consumer with a long key over and over, next
+// to many small live ones, would otherwise make the registry hold as many
+// long keys as it has live consumers (16 MiB each at MaxKeyBytes). The
+// list is rebuilt once its retired entries hold more than a few bytes per
+// slot.
+func TestWalkListDoesNotHoldLongKeysOfConsumersThatLeft(t *testing.T) {
+	const live = 100
+	r := presence.New(presence.WithShards(1)) // one list
+	for i := range live {
+		beat(t, r, key("q", "legit", fmt.Sprint("c", i)), 0, t0)
+	}
+	long := strings.Repeat("x", 64<<10)
+	for i := range 50 {
+		k := key("q", "atk", fmt.Sprint(long, i))
+		beat(t, r, k, 0, t0)
+		require.True(t, r.Deregister(k))
+		require.Equal(t, []int{live}, r.WalkListLens(), "after %d long keys came and went", i+1)
+	}
+	// Small keys are still rebuilt away by count: 1 retired of 1 live is kept.
+	beat(t, r, key("q", "legit", "small"), 0, t0)
+	require.True(t, r.Deregister(key("q", "legit", "small")))
+	require.Equal(t, []int{live + 1}, r.WalkListLens())
 }

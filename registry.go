@@ -384,7 +384,7 @@ func (r *Registry) remove(s *shard, mk mkey, e *entry.Entry, seen int64, kind Ev
 		s.live.Add(-1)
 		r.unreserve()
 		r.ix.leave(GroupKey{Queue: mk.k.Queue, Group: mk.k.Group}, cur)
-		r.listOf(cur).drop()
+		r.listOf(cur).drop(entryBytes(&mk.k))
 		r.events.emit(kind, mk.k, now)
 		return cur, true
 	})

@@ -30,11 +30,12 @@ import (
 //
 // A list follows the group index's scheme for its member slices (see
 // index.go): it only grows at its end between compactions; a removed entry
-// stays, retired, until the retired ones outnumber the live ones and the
-// list is rebuilt without them; a reader copies the slice header under the
-// list's lock and reads the elements without it. Appends write past the
-// reader's length and a compaction builds a new array, so what a reader
-// holds never changes under it.
+// stays, retired, until the retired ones outnumber the live ones or take
+// too much memory (retiredBytesPerSlot), and the list is rebuilt without
+// them; a reader copies the slice header under the list's lock and reads
+// the elements without it. Appends write past the reader's length and a
+// compaction builds a new array, so what a reader holds never changes
+// under it.
 //
 // Every entry a shard holds, in its map or in its spill, is in one list
 // exactly once: a registration appends its new entry inside the compute
@@ -88,7 +89,23 @@ type listState struct {
 	es   []*entry.Entry
 	live int // entries added and not dropped
 	gone int // entries dropped since the last compaction
+	// goneBytes is the size of the entries dropped since the last
+	// compaction, their keys included (see retiredBytesPerSlot).
+	goneBytes int
 }
+
+// retiredBytesPerSlot bounds the memory that retired entries hold in a
+// list: it is rebuilt once they take more than this many bytes per slot of
+// its array, as well as once they outnumber the live entries. By count
+// alone, a list of n small live entries would keep up to n retired ones
+// whatever their size, and a client that registers and removes one
+// consumer with a key of MaxKeyBytes over and over would make it hold n
+// times 16 MiB. A rebuild costs the list's length, and comes after the
+// removal of at least this many bytes per slot, which their registrations
+// paid to copy: a removal still costs O(1) amortised per byte of its key.
+// Entries of up to about twice this size are rebuilt away by count first,
+// as before.
+const retiredBytesPerSlot = 128
 
 // listOf returns the list of entry e.
 func (r *Registry) listOf(e *entry.Entry) *entryList {
@@ -103,19 +120,27 @@ func (l *entryList) add(e *entry.Entry) {
 	l.mu.Unlock()
 }
 
-// drop records that an entry of the list was retired, and rebuilds the
-// list without its retired entries once they outnumber the live ones: a
+// drop records that an entry of the list, of size bytes, was retired, and
+// rebuilds the list without its retired entries once they outnumber the
+// live ones or hold more than retiredBytesPerSlot bytes per slot: a
 // rebuild costs the list's length and comes at most once per as many
 // drops, so a removal costs O(1) amortised.
-func (l *entryList) drop() {
+func (l *entryList) drop(size int) {
 	l.mu.Lock()
 	l.live--
 	l.gone++
-	if l.gone > l.live {
+	l.goneBytes += size
+	if l.gone > l.live || l.goneBytes > retiredBytesPerSlot*len(l.es) {
 		l.es = compact(l.es, l.live, (*entry.Entry).Live)
-		l.gone = 0
+		l.gone, l.goneBytes = 0, 0
 	}
 	l.mu.Unlock()
+}
+
+// entryBytes returns the size of the entry of key k: its header and its
+// key's bytes.
+func entryBytes(k *Key) int {
+	return int(entry.Size) + len(k.Queue) + len(k.Group) + len(k.Consumer)
 }
 
 // view returns the list as it is now. The caller may read it without the
