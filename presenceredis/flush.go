@@ -140,7 +140,8 @@ func (be *backend) Write(ctx context.Context, batches []presence.Batch) []presen
 	var gk presence.GroupKey
 	prefix := ""
 	field := func(k presence.Key) string {
-		// A batch's rows come a group at a time: reuse the group's prefix.
+		// Consecutive rows often share a group (consumers registered
+		// together sit together in the walk lists): reuse its prefix.
 		if g := (presence.GroupKey{Queue: k.Queue, Group: k.Group}); prefix == "" || g != gk {
 			gk = g
 			prefix, _ = groupPrefix(k.Queue, k.Group)
