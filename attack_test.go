@@ -70,3 +70,26 @@ func TestWalkListDoesNotHoldLongKeysOfConsumersThatLeft(t *testing.T) {
 	require.True(t, r.Deregister(key("q", "legit", "small")))
 	require.Equal(t, []int{live + 1}, r.WalkListLens())
 }
+
+// BenchmarkPruneGroupsOfOneQueue prunes a queue of one-consumer groups, as
+// a fan-out queue with a group per subscriber has: the groups die oldest
+// first, at the far end of the queue's list. The time per group does not
+// grow with the number of groups.
+func BenchmarkPruneGroupsOfOneQueue(b *testing.B) {
+	for _, groups := range []int{1000, 10000} {
+		b.Run(fmt.Sprint("groups=", groups), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				r := presence.New()
+				for i := range groups {
+					_ = r.Heartbeat(key("q", fmt.Sprint("g", i), "c"), 0, t0)
+				}
+				b.StartTimer()
+				if n := r.PruneExpired(t0.Add(time.Hour), time.Second); n != groups {
+					b.Fatalf("pruned %d of %d", n, groups)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*groups), "ns/group")
+		})
+	}
+}

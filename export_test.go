@@ -11,7 +11,7 @@ func (r *Registry) IndexSizes() (groups, queues int) {
 	r.ix.queues.Range(func(_ uint64, head *group) bool {
 		return walkList(head, func(g *group) bool {
 			groups++
-			if g.mapped {
+			if _, gh := r.ix.hashes(g.key()); r.ix.mapped(gh, g) {
 				mapped++
 			}
 			return true

@@ -3,6 +3,7 @@ package presence
 import (
 	"cmp"
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,8 @@ import (
 //     through the records' next pointers. The list holds every group whose
 //     queue has that hash, so queues whose hashes are equal share a list,
 //     and a reader skips the other queues' groups. A new group goes to the
-//     front of the list, as its head; a dead one is unlinked.
+//     front of the list, as its head; a dead one is unlinked, in O(1):
+//     writers also keep prev pointers, the other way.
 //   - groups maps a group's hash (the first two steps of hashKey) to its
 //     record, for every group that is not, or was not made as, a list's
 //     head: a group made as the head of an empty list, as every group of
@@ -83,25 +85,28 @@ import (
 // platform.
 type group struct {
 	mu sync.Mutex
-	// n and c are the length and capacity of the member array at ms,
-	// retired members included until the next compaction; readers skip
-	// retired members. ms, n and c change only under mu. A group would need
-	// 2^31 members, over 100 GiB of entries, to overflow them.
-	n, c int32
-	// first is the group's first member: its key, and its first array.
-	first *entry.Entry
-	ms    **entry.Entry
+	// n is the length of the member array at ms, retired members included
+	// until the next compaction; readers skip retired members. Its
+	// capacity is at least capFor(n). ms and n change only under mu. A
+	// group would need 2^31 members, over 100 GiB of entries, to overflow
+	// n.
+	n int32
 	// live counts the members that have joined and not left. It is
 	// written under mu; it drops to 0 only when the last member leaves,
 	// and the group is then dead for good: a joiner that finds it dead
 	// looks the group up again, and readers of the queue's list skip it.
 	live atomic.Int32
-	// mapped is set once the group is in groups, where it stays until it
-	// dies. It is written and read under the bucket lock of the queue's
-	// hash.
-	mapped bool
+	// first is the group's first member: its key, and its first array.
+	first *entry.Entry
+	ms    **entry.Entry
 	// next is the next group in the list of the queue's hash.
 	next atomic.Pointer[group]
+	// prev is the group whose next this one is, nil for the list's head,
+	// so that a dead group is unlinked without a search of its list: a
+	// queue's groups die oldest first, at the far end of the list, when
+	// PruneExpired sweeps them. Only writers use it, under the bucket lock
+	// of the queue's hash.
+	prev *group
 }
 
 // index is the group index: see the comment at the top of this file.
@@ -213,24 +218,41 @@ func (ix *index) create(qh, gh uint64, gk GroupKey, e *entry.Entry) (g *group, c
 			if g = ix.loadMapped(gh, gk); g != nil {
 				return head, false
 			}
-			if !head.mapped {
-				_, hgh := ix.hashes(head.key())
+			if _, hgh := ix.hashes(head.key()); !ix.mapped(hgh, head) {
 				ix.enter(hgh, head)
 			}
 		}
-		g, created = &group{first: e, n: 1, c: 1}, true
+		g, created = &group{first: e, n: 1}, true
 		g.ms = &g.first
 		g.live.Store(1)
 		g.next.Store(head)
+		if head != nil {
+			head.prev = g
+		}
 		return g, false
 	})
 	return g, created
 }
 
+// mapped reports whether g, whose hash is gh, is in groups or in the
+// spill, where it stays from when it is entered until it dies. The bucket
+// lock of g's queue's hash is held, under which alone g is entered and
+// taken out.
+func (ix *index) mapped(gh uint64, g *group) bool {
+	if cur, ok := ix.groups.Load(gh); ok && cur == g {
+		return true
+	}
+	if ix.spilled.Load() == 0 {
+		return false
+	}
+	ix.spillMu.Lock()
+	defer ix.spillMu.Unlock()
+	return ix.spill[g.key()] == g
+}
+
 // enter puts g in groups, or in the spill if another group holds its hash.
 // The bucket lock of g's queue's hash is held.
 func (ix *index) enter(gh uint64, g *group) {
-	g.mapped = true
 	ix.groups.Compute(gh, func(cur *group, loaded bool) (*group, bool) {
 		if !loaded {
 			return g, false
@@ -248,13 +270,24 @@ func (ix *index) enter(gh uint64, g *group) {
 
 // add appends e to g's members. g.mu is held.
 func (g *group) add(e *entry.Entry) {
-	g.set(append(unsafe.Slice(g.ms, g.c)[:g.n], e))
+	ms := unsafe.Slice(g.ms, capFor(g.n))[:g.n]
+	if len(ms) == cap(ms) {
+		ms = append(make([]*entry.Entry, 0, 2*len(ms)), ms...)
+	}
+	g.set(append(ms, e))
 	g.live.Add(1)
+}
+
+// capFor returns the capacity a member array of n members is known to
+// have: n rounded up to a power of two. The group keeps no capacity:
+// arrays are made with room for at least that (add, compactIfSparse).
+func capFor(n int32) int {
+	return 1 << bits.Len32(uint32(max(n, 1)-1))
 }
 
 // set makes ms g's member array. g.mu is held.
 func (g *group) set(ms []*entry.Entry) {
-	g.ms, g.n, g.c = unsafe.SliceData(ms), int32(len(ms)), int32(cap(ms))
+	g.ms, g.n = unsafe.SliceData(ms), int32(len(ms))
 }
 
 // leave removes e from its group, and the group from the index when e was
@@ -272,19 +305,18 @@ func (ix *index) leave(gk GroupKey, e *entry.Entry) {
 		return
 	}
 	ix.queues.Compute(qh, func(head *group, _ bool) (*group, bool) {
-		if g.mapped {
+		if ix.mapped(gh, g) {
 			ix.unmap(gh, gk, g)
 		}
-		next := g.next.Load()
-		if head == g {
+		next, prev := g.next.Load(), g.prev
+		g.prev = nil // g keeps next, for readers standing on it
+		if next != nil {
+			next.prev = prev
+		}
+		if prev == nil { // g is the head
 			return next, next == nil
 		}
-		for p := head; p != nil; p = p.next.Load() {
-			if p.next.Load() == g {
-				p.next.Store(next)
-				break
-			}
-		}
+		prev.next.Store(next)
 		return head, false
 	})
 }
@@ -310,7 +342,7 @@ func (g *group) compactIfSparse(live int32) {
 	if g.n-live <= live {
 		return
 	}
-	g.set(compact(unsafe.Slice(g.ms, g.n), int(live), (*entry.Entry).Live))
+	g.set(compact(unsafe.Slice(g.ms, g.n), capFor(live), (*entry.Entry).Live))
 }
 
 // compact returns a new slice of the elements of xs that keep accepts,
