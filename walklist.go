@@ -91,7 +91,7 @@ type listState struct {
 	gone int // entries dropped since the last compaction
 	// goneBytes is the size of the entries dropped since the last
 	// compaction, their keys included (see retiredBytesPerSlot).
-	goneBytes int
+	goneBytes int64
 }
 
 // retiredBytesPerSlot bounds the memory that retired entries hold in a
@@ -129,8 +129,8 @@ func (l *entryList) drop(size int) {
 	l.mu.Lock()
 	l.live--
 	l.gone++
-	l.goneBytes += size
-	if l.gone > l.live || l.goneBytes > retiredBytesPerSlot*len(l.es) {
+	l.goneBytes += int64(size)
+	if l.gone > l.live || l.goneBytes > retiredBytesPerSlot*int64(len(l.es)) {
 		l.es = compact(l.es, l.live, (*entry.Entry).Live)
 		l.gone, l.goneBytes = 0, 0
 	}
