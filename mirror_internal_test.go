@@ -46,12 +46,7 @@ func (b *ctxBackend) Write(ctx context.Context, batches []Batch) []BatchResult {
 			out[i].Err = err
 			continue
 		}
-		for _, k := range bt.Deletes {
-			delete(b.rows, k)
-		}
-		for _, c := range bt.Writes {
-			b.rows[c.Key] = c
-		}
+		ApplyBatch(b.rows, bt)
 		out[i].Written = len(bt.Writes)
 	}
 	return out

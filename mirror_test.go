@@ -73,12 +73,7 @@ func (b *memBackend) Write(_ context.Context, batches []presence.Batch) []presen
 			out[i].Err = err
 			continue
 		}
-		for _, k := range bt.Deletes {
-			delete(b.rows, k)
-		}
-		for _, c := range bt.Writes {
-			b.rows[c.Key] = c
-		}
+		presence.ApplyBatch(b.rows, bt)
 		b.writes[bt.Part] += len(bt.Writes)
 		out[i] = presence.BatchResult{Written: len(bt.Writes), Lost: b.lostOnce[bt.Part]}
 		delete(b.lostOnce, bt.Part)
